@@ -1,0 +1,111 @@
+// The endpoints of each service port, as kube-proxy's EndpointSliceCache
+// builds them (pkg/proxy/endpointslicecache.go): all slices of a service are
+// merged, slice ports are matched to service ports by name and protocol,
+// duplicates (same "ip:port") are merged preferring a local copy, and the list
+// is sorted by the "ip:port" string.
+import type { EndpointSlice, IPFamily } from '../k8s/types.js';
+import { joinHostPort, normalizeIP } from '../util/ip.js';
+import { HEADLESS_LABEL, SERVICE_PROXY_NAME_LABEL, servicePortNameString, type ServicePortInfo } from './service-port.js';
+
+export interface EndpointInfo {
+  ip: string;
+  port: number;
+  /** net.JoinHostPort(ip, port): "10.0.0.1:80", "[fd00::1]:80". Also BaseEndpointInfo.String(). */
+  endpoint: string;
+  ready: boolean;
+  serving: boolean;
+  terminating: boolean;
+  /** The endpoint's nodeName is this node. */
+  isLocal: boolean;
+  zoneHints: Set<string>;
+  nodeHints: Set<string>;
+  nodeName?: string;
+  zone?: string;
+}
+
+/** The key used to match slices to services: "ns/name". */
+function serviceNN(ns: string, name: string): string {
+  return `${ns}/${name}`;
+}
+
+function compareEndpoint(a: EndpointInfo, b: EndpointInfo): number {
+  return a.endpoint < b.endpoint ? -1 : a.endpoint > b.endpoint ? 1 : 0;
+}
+
+/**
+ * Endpoints per service port (keyed like svcPorts: ServicePortName.String()).
+ * Only slices of the given address family are read; slices labelled with
+ * service-proxy-name or headless are ignored like kube-proxy's informer does.
+ * Service ports without any endpoint get no entry.
+ */
+export function buildEndpointsMap(
+  slices: EndpointSlice[],
+  svcPorts: Map<string, ServicePortInfo>,
+  family: IPFamily,
+  nodeName: string,
+): Map<string, EndpointInfo[]> {
+  // Group slices by service, in slice-name order so duplicate handling is deterministic.
+  const byService = new Map<string, EndpointSlice[]>();
+  for (const s of slices) {
+    if (s.addressType !== family) continue;
+    if (!s.serviceName) continue;
+    if (SERVICE_PROXY_NAME_LABEL in s.meta.labels || HEADLESS_LABEL in s.meta.labels) continue;
+    const k = serviceNN(s.meta.namespace, s.serviceName);
+    let arr = byService.get(k);
+    if (!arr) byService.set(k, (arr = []));
+    arr.push(s);
+  }
+  const out = new Map<string, EndpointInfo[]>();
+  for (const [nn, group] of byService) {
+    group.sort((a, b) => (a.meta.name < b.meta.name ? -1 : a.meta.name > b.meta.name ? 1 : 0));
+    const slash = nn.indexOf('/');
+    const ns = nn.slice(0, slash);
+    const name = nn.slice(slash + 1);
+    const sets = new Map<string, Map<string, EndpointInfo>>();
+    for (const slice of group) {
+      for (const port of slice.ports) {
+        if (port.port === null || port.port === 0) continue;
+        const key = servicePortNameString(ns, name, port.name);
+        const sp = svcPorts.get(key);
+        // The cache keys by (name, protocol); a slice port whose protocol differs from the service port's matches nothing.
+        if (!sp || sp.protocol !== port.protocol) continue;
+        let set = sets.get(key);
+        if (!set) sets.set(key, (set = new Map()));
+        for (const ep of slice.endpoints) {
+          if (ep.addresses.length === 0) continue;
+          const ip = normalizeIP(ep.addresses[0]!);
+          if (ip === null) continue;
+          const isLocal = ep.nodeName !== undefined && ep.nodeName !== '' && ep.nodeName === nodeName;
+          const endpoint = joinHostPort(ip, port.port);
+          if (set.has(endpoint) && !isLocal) continue;
+          const info: EndpointInfo = {
+            ip,
+            port: port.port,
+            endpoint,
+            ready: ep.conditions.ready,
+            serving: ep.conditions.serving,
+            terminating: ep.conditions.terminating,
+            isLocal,
+            zoneHints: new Set(ep.hints?.forZones ?? []),
+            nodeHints: new Set(ep.hints?.forNodes ?? []),
+          };
+          if (ep.nodeName) info.nodeName = ep.nodeName;
+          if (ep.zone) info.zone = ep.zone;
+          set.set(endpoint, info);
+        }
+      }
+    }
+    for (const [key, set] of sets) {
+      if (set.size === 0) continue;
+      out.set(key, [...set.values()].sort(compareEndpoint));
+    }
+  }
+  return out;
+}
+
+/** Local endpoints that are Ready (what the health-check server reports; terminating ones do not count). */
+export function localReadyEndpointCount(eps: EndpointInfo[] | undefined): number {
+  let n = 0;
+  for (const e of eps ?? []) if (e.isLocal && e.ready) n++;
+  return n;
+}
