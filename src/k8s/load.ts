@@ -173,8 +173,9 @@ export function loadManifestText(text: string, source: string): LoadResult {
 }
 
 /** Every manifest file under `dir`, recursively, sorted by path; hidden entries (".git", "..data", editor swap files) skipped. */
-export async function listManifestFiles(dir: string): Promise<string[]> {
+export async function listManifestFiles(dir: string, dirs?: string[]): Promise<string[]> {
   const out: string[] = [];
+  dirs?.push(dir);
   const entries = (await readdir(dir, { withFileTypes: true })).map((e) => e.name).sort();
   for (const name of entries) {
     if (name.startsWith('.')) continue;
@@ -185,7 +186,7 @@ export async function listManifestFiles(dir: string): Promise<string[]> {
     } catch {
       continue; // a dangling symlink or a file removed meanwhile
     }
-    if (st.isDirectory()) out.push(...(await listManifestFiles(p)));
+    if (st.isDirectory()) out.push(...(await listManifestFiles(p, dirs)));
     else if (st.isFile() && MANIFEST_EXT.test(name)) out.push(p);
   }
   return out;
