@@ -2,7 +2,7 @@
 // holds (pkg/proxy/service.go BaseServicePortInfo), built from the normalized
 // Service model. Every dataplane (iptables, ipvs, userspace) starts here.
 import type { IPFamily, Protocol, Service, TrafficPolicy } from '../k8s/types.js';
-import { ipFamily, parseCIDR } from '../util/ip.js';
+import { ipFamily, normalizeCIDR, normalizeIP } from '../util/ip.js';
 
 /** Label that hands a Service to another proxy; kube-proxy's informer excludes such objects. */
 export const SERVICE_PROXY_NAME_LABEL = 'service.kubernetes.io/service-proxy-name';
@@ -78,14 +78,25 @@ export function clusterIPForFamily(svc: Service, family: IPFamily): string {
   return '';
 }
 
+/** The IPs of one family, re-serialized (upstream keeps parsed net.IPs); unparsable ones are dropped. */
 function ofFamily(ips: string[], family: IPFamily): string[] {
   const want = family === 'IPv4' ? 4 : 6;
-  return ips.filter((ip) => ipFamily(ip) === want);
+  const out: string[] = [];
+  for (const raw of ips) {
+    const ip = normalizeIP(raw);
+    if (ip !== null && ipFamily(ip) === want) out.push(ip);
+  }
+  return out;
 }
 
 function cidrsOfFamily(cidrs: string[], family: IPFamily): string[] {
   const want = family === 'IPv4' ? 4 : 6;
-  return cidrs.map((c) => c.trim()).filter((c) => parseCIDR(c)?.family === want);
+  const out: string[] = [];
+  for (const raw of cidrs) {
+    const c = normalizeCIDR(raw.trim());
+    if (c !== null && ipFamily(c.slice(0, c.lastIndexOf('/'))) === want) out.push(c);
+  }
+  return out;
 }
 
 /** apiservice.ExternallyAccessible: the service type accepts traffic from outside the cluster. */
@@ -133,7 +144,7 @@ class PortInfo implements ServicePortInfo {
 /** The ServicePortInfos of one service for one family (empty when the service is skipped). */
 export function servicePortsOf(svc: Service, family: IPFamily): ServicePortInfo[] {
   if (shouldSkipService(svc)) return [];
-  const clusterIP = clusterIPForFamily(svc, family);
+  const clusterIP = normalizeIP(clusterIPForFamily(svc, family)) ?? '';
   if (clusterIP === '') return [];
   const externalIPs = ofFamily(svc.externalIPs, family);
   const lbIPs = ofFamily(

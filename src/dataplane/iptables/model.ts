@@ -44,4 +44,6 @@ export interface IptablesRuleset {
   /** Total endpoints across services: over 1000 turns on large-cluster mode. */
   endpointCount: number;
   largeClusterMode: boolean;
+  /** Service ports left out of the rules, and why (e.g. a name that is unsafe to print in a comment). */
+  skipped: { key: string; reason: string }[];
 }

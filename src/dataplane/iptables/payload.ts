@@ -1,0 +1,183 @@
+// Turning an IptablesRuleset into iptables-restore text: the raw order upstream
+// writes (restorePayload), and the canonical order upstream's tests compare
+// (canonicalPayload: sortIPTablesRules + ParseIPTablesDump(...).String()).
+import type { ChainMap, IptablesRuleset } from './model.js';
+
+export interface PayloadOptions {
+  /** Stale per-service nat chains to flush and delete (`:NAME - [0:0]` then `-X NAME`). */
+  deleteNatChains?: string[];
+}
+
+function chainLine(name: string): string {
+  return `:${name} - [0:0]`;
+}
+
+function pushRules(out: string[], m: ChainMap): void {
+  for (const rules of m.values()) for (const r of rules) out.push(r);
+}
+
+/**
+ * The payload in upstream's write order: *filter (chains; KUBE-FIREWALL, the
+ * per-service rules, KUBE-FORWARD) COMMIT, *nat (chains; KUBE-POSTROUTING,
+ * KUBE-MARK-MASQ, per-service rules, -X of stale chains, the nodeports jump last) COMMIT.
+ * Services come in key order rather than Go's map order.
+ */
+export function restorePayload(rs: IptablesRuleset, opts: PayloadOptions = {}): string {
+  const out: string[] = ['*filter'];
+  for (const name of rs.fixed.filter.keys()) out.push(chainLine(name));
+  for (const [name, rules] of rs.fixed.filter) if (name !== 'KUBE-FORWARD') for (const r of rules) out.push(r);
+  for (const s of rs.services) pushRules(out, s.shared.filter);
+  for (const r of rs.fixed.filter.get('KUBE-FORWARD') ?? []) out.push(r);
+  pushRules(out, rs.trailing.filter);
+  out.push('COMMIT', '*nat');
+  for (const name of rs.fixed.nat.keys()) out.push(chainLine(name));
+  for (const s of rs.services) for (const name of s.chains.keys()) out.push(chainLine(name));
+  const deletes = opts.deleteNatChains ?? [];
+  for (const name of deletes) out.push(chainLine(name));
+  pushRules(out, rs.fixed.nat);
+  for (const s of rs.services) {
+    pushRules(out, s.shared.nat);
+    pushRules(out, s.chains);
+  }
+  for (const name of deletes) out.push(`-X ${name}`);
+  pushRules(out, rs.trailing.nat);
+  out.push('COMMIT');
+  return out.join('\n') + '\n';
+}
+
+interface Table {
+  name: string;
+  chainLines: Map<string, string>;
+  rules: Map<string, string[]>;
+  deleted: string[];
+}
+
+/** Splits "--comment X" out of a rule: the value, unquoted. */
+function commentOf(rule: string): string | null {
+  const i = rule.indexOf(' --comment ');
+  if (i < 0) return null;
+  const rest = rule.slice(i + 11);
+  if (rest.startsWith('"')) {
+    const end = rest.indexOf('"', 1);
+    return end < 0 ? rest.slice(1) : rest.slice(1, end);
+  }
+  const sp = rest.indexOf(' ');
+  return sp < 0 ? rest : rest.slice(0, sp);
+}
+
+/** orderByCommentServiceName's key: the comment up to the first space or colon. */
+function serviceNameOf(rule: string): string | null {
+  const c = commentOf(rule);
+  if (c === null) return null;
+  const m = /[ :]/.exec(c);
+  return m ? c.slice(0, m.index) : c;
+}
+
+function chainRank(name: string): number {
+  if (name === 'KUBE-NODEPORTS') return 0;
+  if (name === 'KUBE-SERVICES') return 1;
+  return name.startsWith('KUBE-') ? 2 : 3;
+}
+
+function compareChains(a: string, b: string): number {
+  const ra = chainRank(a);
+  const rb = chainRank(b);
+  if (ra !== rb) return ra - rb;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Stable sort by service name; rules without a comment keep their place relative to each other. */
+function sortByService(rules: string[], lastOnes: boolean): string[] {
+  const keyed = rules.map((r, i) => {
+    const last = lastOnes && (commentOf(r) ?? '').includes('must be the last rule');
+    return { r, i, last, name: serviceNameOf(r) ?? '' };
+  });
+  keyed.sort((x, y) => {
+    if (x.last !== y.last) return x.last ? 1 : -1;
+    if (x.name !== y.name) return x.name < y.name ? -1 : 1;
+    return x.i - y.i;
+  });
+  return keyed.map((k) => k.r);
+}
+
+/**
+ * Parses an iptables-restore/iptables-save text and prints it in the canonical
+ * order of upstream's tests: tables by name; chains KUBE-NODEPORTS, KUBE-SERVICES,
+ * other KUBE-* alphabetically, then the rest; rules grouped by chain in that order
+ * (KUBE-NODEPORTS and KUBE-SERVICES stably sorted by service name, the nat nodeports
+ * jump last); then one -X per deleted chain; COMMIT. Counters ([p:b]) are reset.
+ */
+export function canonicalPayload(text: string): string {
+  const tables: Table[] = [];
+  let cur: Table | null = null;
+  const lines = text.split('\n');
+  for (let n = 0; n < lines.length; n++) {
+    const line = lines[n]!.replace(/\r$/, '');
+    if (line === '' || line.startsWith('#')) continue;
+    if (line.startsWith('*')) {
+      cur = { name: line.slice(1).trim(), chainLines: new Map(), rules: new Map(), deleted: [] };
+      tables.push(cur);
+      continue;
+    }
+    if (!cur) throw new Error(`line ${n + 1}: ${JSON.stringify(line)} outside a table`);
+    if (line === 'COMMIT') {
+      cur = null;
+      continue;
+    }
+    if (line.startsWith(':')) {
+      const parts = line.slice(1).split(' ');
+      const name = parts[0]!;
+      const policy = parts[1] ?? '-';
+      cur.chainLines.set(name, `:${name} ${policy} [0:0]`);
+      continue;
+    }
+    if (line.startsWith('[')) {
+      // iptables-save -c prefixes counters: "[p:b] -A ...".
+      const close = line.indexOf('] ');
+      if (close > 0) {
+        lines[n] = line.slice(close + 2);
+        n--;
+        continue;
+      }
+    }
+    const m = /^(-A|-X|-I|-N) (\S+)/.exec(line);
+    if (!m) throw new Error(`line ${n + 1}: cannot parse ${JSON.stringify(line)}`);
+    const chain = m[2]!;
+    if (m[1] === '-X') {
+      cur.deleted.push(chain);
+      continue;
+    }
+    if (m[1] === '-N') {
+      if (!cur.chainLines.has(chain)) cur.chainLines.set(chain, `:${chain} - [0:0]`);
+      continue;
+    }
+    let arr = cur.rules.get(chain);
+    if (!arr) cur.rules.set(chain, (arr = []));
+    arr.push(line);
+  }
+  if (cur) throw new Error(`table *${cur.name} has no COMMIT`);
+  tables.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const out: string[] = [];
+  for (const t of tables) {
+    out.push(`*${t.name}`);
+    const names = new Set<string>([...t.chainLines.keys()]);
+    for (const c of t.rules.keys()) names.add(c);
+    const order = [...names].sort(compareChains);
+    for (const c of order) if (t.chainLines.has(c)) out.push(t.chainLines.get(c)!);
+    for (const c of order) {
+      let rules = t.rules.get(c);
+      if (!rules) continue;
+      if (c === 'KUBE-NODEPORTS' || c === 'KUBE-SERVICES') rules = sortByService(rules, t.name === 'nat' && c === 'KUBE-SERVICES');
+      for (const r of rules) out.push(r);
+    }
+    const deleted = [...new Set(t.deleted)].sort(compareChains);
+    for (const c of deleted) out.push(`-X ${c}`);
+    out.push('COMMIT');
+  }
+  return out.join('\n') + '\n';
+}
+
+/** The canonical text of a ruleset: what `kproxy render` prints. */
+export function canonicalRuleset(rs: IptablesRuleset, opts: PayloadOptions = {}): string {
+  return canonicalPayload(restorePayload(rs, opts));
+}

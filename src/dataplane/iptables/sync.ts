@@ -1,0 +1,240 @@
+// The iptables sync engine for one IP family. It remembers the ruleset it
+// last applied and what the kernel holds, and on each sync programs only the
+// difference (see sync-diff.ts). A full sync (the first, a periodic one, one
+// after a failure or a lost canary) re-reads the kernel with iptables-save,
+// so drift is repaired, and ensures the base jump rules.
+import type { IptablesRuleset, JumpRule, TableName } from './model.js';
+import {
+  emptyTables,
+  fullTables,
+  planLines,
+  planSync,
+  serviceChains,
+  sharedChains,
+  stagePayloads,
+  TABLES,
+  type Plan,
+  type Tables,
+} from './sync-diff.js';
+import { looseKey, parseSave } from './sync-save.js';
+import { restore, RestoreError, save, type IptablesTools } from './apply.js';
+import { log as rootLog, type Logger } from '../../util/log.js';
+
+export interface SyncOptions {
+  /** Re-read the kernel and compare everything. */
+  full: boolean;
+  /** For a partial sync: the service port keys whose services or endpoints changed. */
+  changed?: ReadonlySet<string>;
+}
+
+export interface SyncResult {
+  full: boolean;
+  /** iptables-restore runs (0 when nothing differed). */
+  restores: number;
+  /** Lines sent to iptables-restore. */
+  lines: number;
+  stats: Plan['stats'];
+  /** Rules per table in the kernel afterwards (ours). */
+  rulesTotal: Record<TableName, number>;
+  /** Base jump rules inserted (full syncs). */
+  jumpsInserted: number;
+  ms: number;
+}
+
+export interface SyncerConfig {
+  tools: IptablesTools;
+  /**
+   * Lines per iptables-restore. The nft backend pays O(n²) per restore, so a
+   * large change goes in stages; legacy rewrites the whole table per restore,
+   * so it gets one. Default: 20,000 on nft, unlimited on legacy.
+   */
+  stageLines?: number;
+  log?: Logger;
+}
+
+/** Quotes an argument for an iptables-restore line the way upstream's payloads do. */
+export function quoteArg(a: string): string {
+  return /[\s"]/.test(a) ? `"${a.replace(/"/g, '\\"')}"` : a;
+}
+
+export function jumpLine(j: JumpRule): string {
+  return `-A ${j.chain} ${j.args.map(quoteArg).join(' ')}`;
+}
+
+export class IptablesSyncer {
+  readonly tools: IptablesTools;
+  private readonly stageLines: number;
+  private readonly log: Logger;
+  /** What the kernel holds in our chains, as our own rule text; null when unknown. */
+  private current: Tables | null = null;
+  private last: IptablesRuleset | null = null;
+  /** Our rule text → the kernel's re-serialization, learned on full syncs. */
+  private savedForm = new Map<string, string>();
+
+  constructor(cfg: SyncerConfig) {
+    this.tools = cfg.tools;
+    this.stageLines = cfg.stageLines ?? (cfg.tools.backend === 'nft' ? 20_000 : Infinity);
+    this.log = cfg.log ?? rootLog.child({ component: 'iptables-sync', family: cfg.tools.family });
+  }
+
+  /** True when the next sync must be full (nothing applied yet, or the last one failed). */
+  get needsFull(): boolean {
+    return this.current === null || this.last === null;
+  }
+
+  /** Forget what the kernel holds: the next sync re-reads it. */
+  invalidate(): void {
+    this.current = null;
+  }
+
+  /** The rules we believe the kernel holds (for tests and `doctor`). */
+  kernelModel(): Tables | null {
+    return this.current;
+  }
+
+  async sync(rs: IptablesRuleset, opts: SyncOptions): Promise<SyncResult> {
+    const t0 = performance.now();
+    const full = opts.full || this.needsFull || !opts.changed;
+    let plan: Plan;
+    let desired: Tables;
+    let jumpLines: string[] = [];
+    if (full) {
+      const text = await save(this.tools);
+      const parsed = parseSave(text);
+      desired = fullTables(rs);
+      const kernel = this.reconcile(parsed, desired);
+      plan = planSync({ current: kernel, desired, key: looseKey });
+      jumpLines = missingJumps(rs.jumps, parsed);
+    } else {
+      const changed = opts.changed!;
+      const cur = this.current!;
+      const byKeyOld = new Map(this.last!.services.map((s) => [s.key, s]));
+      const byKeyNew = new Map(rs.services.map((s) => [s.key, s]));
+      desired = sharedChains(rs);
+      const oldOwned = serviceChains([...changed].map((k) => byKeyOld.get(k)));
+      const newOwned = serviceChains([...changed].map((k) => byKeyNew.get(k)));
+      for (const [n, r] of newOwned) desired.nat.set(n, r);
+      const current = emptyTables();
+      const names: Record<TableName, Set<string>> = { filter: new Set(), nat: new Set() };
+      for (const t of TABLES) {
+        for (const n of desired[t].keys()) names[t].add(n);
+        // Shared chains that no longer exist in the render (e.g. a fixed chain dropped).
+        for (const n of cur[t].keys()) if (!n.startsWith('KUBE-SEP-') && !/^KUBE-(SVC|SVL|EXT|FW)-/.test(n)) names[t].add(n);
+        for (const n of names[t]) {
+          const r = cur[t].get(n);
+          if (r) current[t].set(n, r);
+        }
+      }
+      for (const n of oldOwned.keys()) {
+        names.nat.add(n);
+        const r = cur.nat.get(n);
+        if (r) current.nat.set(n, r);
+      }
+      plan = planSync({ current, desired, chains: names });
+    }
+
+    const payloads = stagePayloads(plan, this.stageLines);
+    if (jumpLines.length) payloads.push(`${jumpTables(rs.jumps, jumpLines)}`);
+    let restores = 0;
+    try {
+      for (const p of payloads) {
+        await restore(this.tools, p);
+        restores++;
+      }
+    } catch (e) {
+      this.current = null;
+      if (e instanceof RestoreError) {
+        this.log.error('iptables-restore failed; the next sync will be full', {
+          error: e.stderr,
+          lines: e.context,
+          stage: `${restores + 1}/${payloads.length}`,
+        });
+      }
+      throw e;
+    }
+
+    // The kernel now holds `desired` in the chains we looked at.
+    if (full || !this.current) {
+      this.current = desired;
+    } else {
+      const cur = this.current;
+      for (const t of TABLES) for (const [n, r] of desired[t]) cur[t].set(n, r);
+      const byKeyNew = new Map(rs.services.map((s) => [s.key, s]));
+      const byKeyOld = new Map(this.last!.services.map((s) => [s.key, s]));
+      for (const k of opts.changed!) {
+        const o = byKeyOld.get(k);
+        const n = byKeyNew.get(k);
+        if (o) for (const name of o.chains.keys()) if (!n?.chains.has(name)) cur.nat.delete(name);
+      }
+    }
+    this.last = rs;
+    const rulesTotal = { filter: 0, nat: 0 };
+    for (const t of TABLES) for (const r of this.current![t].values()) rulesTotal[t] += r.length;
+    const result: SyncResult = {
+      full,
+      restores,
+      lines: planLines(plan) + jumpLines.length,
+      stats: plan.stats,
+      rulesTotal,
+      jumpsInserted: jumpLines.length,
+      ms: performance.now() - t0,
+    };
+    return result;
+  }
+
+  /**
+   * The kernel's chains, with every chain whose rules match the desired ones
+   * replaced by our own text (so it counts as unchanged). A chain that does
+   * not match keeps the kernel's text and gets diffed loosely.
+   */
+  private reconcile(parsed: ReturnType<typeof parseSave>, desired: Tables): Tables {
+    const kernel = emptyTables();
+    const learned = new Map<string, string>();
+    for (const t of TABLES) {
+      const saved = parsed[t]?.chains ?? new Map<string, string[]>();
+      for (const [name, rules] of saved) {
+        const want = desired[t].get(name);
+        if (want && this.matches(rules, want, learned)) kernel[t].set(name, want);
+        else kernel[t].set(name, rules);
+      }
+    }
+    this.savedForm = learned;
+    return kernel;
+  }
+
+  private matches(saved: string[], want: string[], learned: Map<string, string>): boolean {
+    if (saved.length !== want.length) return false;
+    for (let i = 0; i < want.length; i++) {
+      const w = want[i]!;
+      const s = saved[i]!;
+      const known = this.savedForm.get(w);
+      if (known !== undefined ? known !== s : w !== s && looseKey(w) !== looseKey(s)) return false;
+    }
+    for (let i = 0; i < want.length; i++) learned.set(want[i]!, saved[i]!);
+    return true;
+  }
+}
+
+/** The base jump rules the kernel lacks, as `-I CHAIN 1 …` lines in upstream's EnsureRule order. */
+export function missingJumps(jumps: JumpRule[], parsed: ReturnType<typeof parseSave>): string[] {
+  const out: string[] = [];
+  for (const j of jumps) {
+    const have = parsed[j.table]?.chains.get(j.chain) ?? [];
+    const k = looseKey(jumpLine(j));
+    if (have.some((r) => looseKey(r) === k)) continue;
+    out.push(`${j.table}\u0000-I ${j.chain} 1 ${j.args.map(quoteArg).join(' ')}`);
+  }
+  return out;
+}
+
+function jumpTables(jumps: JumpRule[], lines: string[]): string {
+  void jumps;
+  const by: Record<string, string[]> = {};
+  for (const l of lines) {
+    const [t, rest] = l.split('\u0000') as [string, string];
+    (by[t] ??= []).push(rest);
+  }
+  return Object.entries(by)
+    .map(([t, ls]) => `*${t}\n${ls.join('\n')}\nCOMMIT\n`)
+    .join('');
+}
