@@ -1,0 +1,49 @@
+// The pure halves of applying ipvs mode: the ipvsadm-restore diff against
+// `ipvsadm -Sn`, the ipset diff against `ipset save`, and kube-ipvs0's addresses.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { addressDiff, ipsetSyncScript, ipvsadmSyncScript, readIpvsadmSave } from '../../src/dataplane/ipvs/apply.js';
+import { renderIpvs } from '../../src/dataplane/ipvs/render.js';
+import { mixedNode, NODE, NODE_IPS } from '../fixtures/ipvs/scenario.js';
+
+const r = renderIpvs(mixedNode(), { family: 'IPv4', nodeName: NODE, nodeIPs: NODE_IPS });
+
+test('ipvsadm sync from an empty table is the full restore input', () => {
+  assert.equal(ipvsadmSyncScript(r.virtualServers, '', 'IPv4'), r.ipvsadmRestore);
+});
+
+test('ipvsadm sync of an up-to-date table is empty; reading -Sn output tolerates spacing', () => {
+  assert.equal(ipvsadmSyncScript(r.virtualServers, r.ipvsadmRestore.replace(/ -w /g, '  -w '), 'IPv4'), '');
+  assert.equal(readIpvsadmSave(r.ipvsadmRestore).size, r.virtualServers.length);
+});
+
+test('ipvsadm sync edits changed services, deletes stale ones and stale destinations, and leaves the other family alone', () => {
+  const current = [
+    '-A -t 10.96.0.10:80 -s wrr', // scheduler changed → -E
+    '-a -t 10.96.0.10:80 -r 10.244.1.5:8080 -m -w 1',
+    '-a -t 10.96.0.10:80 -r 10.244.9.9:8080 -m -w 1', // stale destination
+    '-a -t 10.96.0.10:80 -r 10.244.2.5:8080 -m -w 0', // quiesced, weight back to 1 → -e
+    '-A -t 10.96.0.99:443 -s rr', // stale service
+    '-A -t [fd00::1]:80 -s rr', // IPv6: not ours to delete
+  ].join('\n');
+  const script = ipvsadmSyncScript(r.virtualServers, current, 'IPv4').split('\n');
+  assert.ok(script.includes('-E -t 10.96.0.10:80 -s rr'));
+  assert.ok(script.includes('-e -t 10.96.0.10:80 -r 10.244.2.5:8080 -m -w 1'));
+  assert.ok(script.includes('-d -t 10.96.0.10:80 -r 10.244.9.9:8080'));
+  assert.ok(script.includes('-D -t 10.96.0.99:443'));
+  assert.ok(!script.some((l) => l.includes('fd00::1')));
+  assert.ok(!script.includes('-a -t 10.96.0.10:80 -r 10.244.1.5:8080 -m -w 1'));
+});
+
+test('ipset sync creates every set and only adds/deletes the difference', () => {
+  const saved = ['create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x1', 'add KUBE-CLUSTER-IP 10.96.0.10,tcp:80', 'add KUBE-CLUSTER-IP 10.0.0.1,tcp:443'].join('\n');
+  const lines = ipsetSyncScript(r.ipsets, saved).trimEnd().split('\n');
+  assert.equal(lines.filter((l) => l.startsWith('create ')).length, 17);
+  assert.ok(lines.includes('del KUBE-CLUSTER-IP 10.0.0.1,tcp:443'));
+  assert.ok(!lines.includes('add KUBE-CLUSTER-IP 10.96.0.10,tcp:80 -exist'));
+  assert.ok(lines.includes('add KUBE-CLUSTER-IP 10.96.0.53,udp:53 -exist'));
+});
+
+test('kube-ipvs0 address diff', () => {
+  assert.deepEqual(addressDiff(['10.0.0.1', '10.0.0.2'], ['10.0.0.2', '10.0.0.3']), { add: ['10.0.0.1'], del: ['10.0.0.3'] });
+});
