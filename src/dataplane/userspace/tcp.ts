@@ -1,0 +1,176 @@
+// The TCP half of the userspace proxy: one net.Server per service port. Each
+// accepted connection gets an endpoint from the load balancer, a dial with
+// upstream's escalating timeouts (250 ms, 500 ms, 1 s, 2 s) and a fresh
+// endpoint after each failure, then bytes piped both ways with backpressure and
+// half-close. When every try fails the client gets a TCP RST, not a hang.
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import type { Logger } from '../../util/log.js';
+import type { EndpointState, LoadBalancer } from './loadbalancer.js';
+
+/** upstream pkg/proxy/userspace EndpointDialTimeouts. */
+export const ENDPOINT_DIAL_TIMEOUTS_MS = [250, 500, 1000, 2000];
+
+export interface ProxyCounters {
+  accepted(): void;
+  rejected(): void;
+  dialFailed(endpoint: string): void;
+}
+
+export interface TcpProxyOptions {
+  dialTimeoutsMs: number[];
+  /** The address dh hashes (the service's cluster IP: the original destination is not visible after REDIRECT). */
+  dstIP: string;
+  counters: ProxyCounters;
+  log: Logger;
+}
+
+interface Conn {
+  client: Socket;
+  backend: Socket;
+  endpoint: EndpointState;
+}
+
+function dial(ep: EndpointState, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: ep.ip, port: ep.port, allowHalfOpen: true, noDelay: true });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`dial ${ep.key}: timed out after ${timeoutMs} ms`));
+    }, timeoutMs);
+    s.once('connect', () => {
+      clearTimeout(timer);
+      s.removeAllListeners('error');
+      resolve(s);
+    });
+    s.once('error', (e) => {
+      clearTimeout(timer);
+      s.destroy();
+      reject(new Error(`dial ${ep.key}: ${e.message}`));
+    });
+  });
+}
+
+export class TcpPortProxy {
+  readonly server: Server;
+  readonly conns = new Set<Conn>();
+  private closed = false;
+
+  constructor(
+    readonly lb: LoadBalancer,
+    private readonly opts: TcpProxyOptions,
+  ) {
+    this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (c) => void this.handle(c));
+  }
+
+  listen(ip: string, port: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const onErr = (e: Error): void => reject(e);
+      this.server.once('error', onErr);
+      this.server.listen({ host: ip, port, backlog: 4096 }, () => {
+        this.server.off('error', onErr);
+        this.server.on('error', (e) => this.opts.log.error('listener error', { service: this.lb.key, err: e }));
+        const a = this.server.address();
+        resolve(typeof a === 'object' && a ? a.port : port);
+      });
+    });
+  }
+
+  /** Stops accepting; established connections carry on (they drain). */
+  close(): void {
+    this.closed = true;
+    this.server.close();
+  }
+
+  private async handle(client: Socket): Promise<void> {
+    client.on('error', () => {
+      /* reported through close; the backend side is torn down below */
+    });
+    const srcIP = client.remoteAddress ?? '0.0.0.0';
+    const srcPort = client.remotePort;
+    const failed = new Set<string>();
+    let backend: Socket | undefined;
+    let ep: EndpointState | undefined;
+    for (let i = 0; i < this.opts.dialTimeoutsMs.length && !this.closed; i++) {
+      // After a failure: no affinity (upstream sessionAffinityReset) and not the endpoints that failed,
+      // unless every endpoint has failed, when the next try gets a longer timeout on any of them.
+      if (failed.size >= this.lb.endpointCount) failed.clear();
+      ep = this.lb.pick({ srcIP, srcPort, dstIP: this.opts.dstIP, resetAffinity: i > 0, exclude: failed });
+      if (!ep) break;
+      try {
+        backend = await dial(ep, this.opts.dialTimeoutsMs[i]!);
+        break;
+      } catch (e) {
+        this.opts.counters.dialFailed(ep.key);
+        this.opts.log.info('dial failed, trying another endpoint', { service: this.lb.key, endpoint: ep.key, attempt: i + 1, err: e as Error });
+        failed.add(ep.key);
+        ep = undefined;
+      }
+    }
+    if (!backend || !ep || client.destroyed) {
+      backend?.destroy();
+      this.opts.counters.rejected();
+      this.opts.log.info('no endpoint could take the connection; resetting it', { service: this.lb.key, client: `${srcIP}:${srcPort}` });
+      if (!client.destroyed) client.resetAndDestroy();
+      return;
+    }
+    this.opts.counters.accepted();
+    this.splice({ client, backend, endpoint: ep });
+  }
+
+  private splice(conn: Conn): void {
+    const { client, backend, endpoint } = conn;
+    this.conns.add(conn);
+    endpoint.activeConns++;
+    // IPVS counts a connection active while established and inactive once it is
+    // closing; a half-closed proxied connection is the userspace equivalent.
+    let state: 'active' | 'inactive' | 'gone' = 'active';
+    const halfClosed = (): void => {
+      if (state !== 'active') return;
+      state = 'inactive';
+      endpoint.activeConns--;
+      endpoint.inactiveConns++;
+    };
+    let open = 2;
+    const gone = (): void => {
+      if (--open > 0) return;
+      if (state === 'active') endpoint.activeConns--;
+      else if (state === 'inactive') endpoint.inactiveConns--;
+      state = 'gone';
+      this.conns.delete(conn);
+      this.lb.release(endpoint);
+    };
+    client.on('end', halfClosed);
+    backend.on('end', halfClosed);
+    client.on('close', gone);
+    backend.on('close', gone);
+    // An abort on one side is passed on as an abort (RST), a clean end as a FIN (pipe ends the writer).
+    client.on('error', () => {
+      if (!backend.destroyed) backend.resetAndDestroy();
+    });
+    backend.on('error', () => {
+      if (!client.destroyed) client.resetAndDestroy();
+    });
+    client.pipe(backend);
+    backend.pipe(client);
+    client.resume();
+  }
+
+  /** Ends the connections still open to an endpoint (after its termination grace). */
+  cut(endpointKey: string): number {
+    let n = 0;
+    for (const c of this.conns) {
+      if (c.endpoint.key !== endpointKey) continue;
+      c.client.destroy();
+      c.backend.destroy();
+      n++;
+    }
+    return n;
+  }
+
+  cutAll(): void {
+    for (const c of this.conns) {
+      c.client.destroy();
+      c.backend.destroy();
+    }
+  }
+}
