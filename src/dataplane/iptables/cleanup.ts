@@ -29,11 +29,13 @@ export function cleanupPayload(savedText: string, family: IptablesTools['family'
     const t = parsed[table];
     if (!t) continue;
     const lines: string[] = [];
-    for (const j of jumps.filter((j) => j.table === table)) {
-      const k = looseKey(jumpLine(j));
-      const rules = t.chains.get(j.chain) ?? [];
-      // Delete every copy, bottom up by number (the kernel's text may differ from ours).
-      for (let i = rules.length - 1; i >= 0; i--) if (looseKey(rules[i]!) === k) lines.push(`-D ${j.chain} ${i + 1}`);
+    // Every copy of each jump, deleted by number bottom up per chain (the
+    // kernel's text may differ from ours, numbers do not).
+    const mine = jumps.filter((j) => j.table === table);
+    for (const chain of new Set(mine.map((j) => j.chain))) {
+      const keys = new Set(mine.filter((j) => j.chain === chain).map((j) => looseKey(jumpLine(j))));
+      const rules = t.chains.get(chain) ?? [];
+      for (let i = rules.length - 1; i >= 0; i--) if (keys.has(looseKey(rules[i]!))) lines.push(`-D ${chain} ${i + 1}`);
     }
     const chains =
       table === 'nat'
