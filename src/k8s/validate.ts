@@ -305,7 +305,7 @@ function parseService(ctx: Ctx, raw: Raw): Service {
     if (ipStrings.length > 2) ctx.fail('spec.clusterIPs', `may hold at most two addresses, got ${ipStrings.length}`);
     ipStrings.forEach((s, i) => {
       const n = normalizeIP(s);
-      const field = i === 0 && rawIPs.length === 0 ? 'spec.clusterIP' : `spec.clusterIPs[${i}]`;
+      const field = i === 0 && (rawIPs.length === 0 || s === clusterIP) ? 'spec.clusterIP' : `spec.clusterIPs[${i}]`;
       if (s === 'None') ctx.fail(field, '"None" must be the only cluster IP');
       else if (n === null) ctx.fail(field, `${quote(s)} is not a valid IP address`);
       else clusterIPs.push(n);
