@@ -9,6 +9,7 @@ import { detectRandomFully } from '../dataplane/iptables/detect.js';
 import { canonicalRuleset, restorePayload } from '../dataplane/iptables/payload.js';
 import { renderIptables } from '../dataplane/iptables/render.js';
 import { loadProxyConfig, mergeProxySettings, type ProxyConfig, type ProxyFlags, type ProxySettings } from '../proxy/config.js';
+import { renderIpvsMode } from '../dataplane/ipvs/render-mode.js';
 
 export interface RenderCliOptions {
   hostnameOverride?: string;
@@ -28,6 +29,7 @@ export interface RenderCliOptions {
   randomFully?: string;
   nfacct?: boolean;
   ipFamily?: string;
+  ipvsScheduler?: string;
 }
 
 /** What a proxy mode gets to render from. */
@@ -84,6 +86,7 @@ async function renderIptablesMode(ctx: RenderContext): Promise<RenderOutput> {
 /** Proxy modes `render` knows; other modes register here (e.g. modeRenderers.ipvs = …). */
 export const modeRenderers: Record<string, ModeRenderer> = {
   iptables: renderIptablesMode,
+  ipvs: renderIpvsMode,
 };
 
 function parseBool(flag: string) {
@@ -160,6 +163,7 @@ export function register(program: Command): void {
     .option('--nodeport-addresses <cidr[,cidr]>', 'addresses NodePorts listen on: CIDRs or "primary" (default: all)')
     .option('--iptables-localhost-nodeports [bool]', 'NodePorts reachable on 127.0.0.1 (default true)', parseBool('--iptables-localhost-nodeports'))
     .option('--proxy-mode <mode>', 'proxy mode (default iptables)')
+    .option('--ipvs-scheduler <name>', 'IPVS scheduler for --proxy-mode ipvs: rr (default), wrr, lc, wlc, sed, nq, dh, sh, mh')
     .option('--config <file>', 'a KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1); flags override it')
     .option('--random-fully <auto|true|false>', 'MASQUERADE --random-fully (auto: when the installed iptables is >= 1.6.2)', 'auto')
     .option('--nfacct', 'write the nfacct counter matches (as kube-proxy does when the kernel has nfacct)')

@@ -68,6 +68,14 @@ export interface IpvsRenderOptions {
   masqueradeBit?: number;
   /** --cluster-cidr (local traffic detection ClusterCIDR): traffic from outside it to a ClusterIP is masqueraded. */
   clusterCIDR?: string;
+  /** --cluster-cidr as a list (dual-stack); the CIDR of this family is used. */
+  clusterCIDRs?: string[];
+  /** --detect-local-mode; default ClusterCIDR. */
+  detectLocalMode?: 'ClusterCIDR' | 'NodeCIDR' | 'BridgeInterface' | 'InterfaceNamePrefix';
+  /** The node's pod CIDRs for NodeCIDR (default: the Node object's podCIDRs). */
+  nodePodCIDRs?: string[];
+  bridgeInterface?: string;
+  interfaceNamePrefix?: string;
   /** MASQUERADE --random-fully (upstream adds it when iptables supports it); default true. */
   randomFully?: boolean;
   /** Node labels for topology hints; default: the Node object's labels. */
@@ -105,8 +113,10 @@ function isLoopback(ip: string): boolean {
 }
 
 /** Upstream NodePortAddresses: the node IPs NodePorts listen on. */
-function nodePortIPs(nodeIPs: string[], cidrs: string[] | undefined, family: IPFamily): string[] {
-  const mine = (cidrs ?? []).map((c) => c.trim()).filter((c) => parseCIDR(c)?.family === familyNum(family));
+function nodePortIPs(nodeIPs: string[], cidrs: string[] | undefined, family: IPFamily, primary: string | null): string[] {
+  // "primary" stands for the node's primary IP of each family.
+  const expanded = (cidrs ?? []).flatMap((c) => (c.trim() === 'primary' ? (primary ? [primary.includes(':') ? `${primary}/128` : `${primary}/32`] : []) : [c]));
+  const mine = expanded.map((c) => c.trim()).filter((c) => parseCIDR(c)?.family === familyNum(family));
   const parsed = mine.map((c) => {
     const p = parseCIDR(c);
     if (!p) throw new Error(`invalid --nodeport-addresses CIDR ${JSON.stringify(c)}`);
@@ -116,6 +126,33 @@ function nodePortIPs(nodeIPs: string[], cidrs: string[] | undefined, family: IPF
   const usable = nodeIPs.filter((ip) => !isLoopback(ip));
   if (parsed.length === 0 || parsed.some((p) => p.prefix === 0)) return usable;
   return usable.filter((ip) => parsed.some((p) => cidrContains(p, ip)));
+}
+
+/** Upstream's LocalTrafficDetector for --detect-local-mode; undefined when it has nothing to detect with (a no-op detector). */
+function localDetector(opts: IpvsRenderOptions, family: IPFamily, nodePodCIDRs: string[] | undefined): string[] | undefined {
+  const want = familyNum(family);
+  const cidrOf = (list: string[] | undefined): string | undefined => {
+    for (const c of list ?? []) {
+      const n = normalizeCIDR(c);
+      if (!n) throw new Error(`invalid CIDR ${JSON.stringify(c)}`);
+      if (parseCIDR(n)!.family === want) return n;
+    }
+    return undefined;
+  };
+  switch (opts.detectLocalMode ?? 'ClusterCIDR') {
+    case 'ClusterCIDR': {
+      const c = cidrOf([...(opts.clusterCIDR ? [opts.clusterCIDR] : []), ...(opts.clusterCIDRs ?? [])]);
+      return c ? ['!', '-s', c] : undefined;
+    }
+    case 'NodeCIDR': {
+      const c = cidrOf(opts.nodePodCIDRs ?? nodePodCIDRs);
+      return c ? ['!', '-s', c] : undefined;
+    }
+    case 'BridgeInterface':
+      return opts.bridgeInterface ? ['!', '-i', opts.bridgeInterface] : undefined;
+    case 'InterfaceNamePrefix':
+      return opts.interfaceNamePrefix ? ['!', '-i', `${opts.interfaceNamePrefix}+`] : undefined;
+  }
 }
 
 function cmpStr(a: string, b: string): number {
@@ -153,18 +190,12 @@ export function renderIpvs(state: ClusterState, opts: IpvsRenderOptions): IpvsRe
     .filter((ip) => ipFamily(ip) === familyNum(family));
   const nodeAddressSet = new Set(nodeAddrs);
   const primaryNodeIP = opts.nodeIP ? normalizeIP(opts.nodeIP) : nodeAddrs[0] ?? null;
-  let clusterCIDR: string | undefined;
-  if (opts.clusterCIDR) {
-    const c = normalizeCIDR(opts.clusterCIDR);
-    if (!c) throw new Error(`invalid cluster CIDR ${JSON.stringify(opts.clusterCIDR)}`);
-    // Upstream runs the IPv4 proxier with the IPv4 cluster CIDR only (and the same for IPv6).
-    if (parseCIDR(c)!.family === familyNum(family)) clusterCIDR = c;
-  }
+  const ifNotLocal = localDetector(opts, family, node?.podCIDRs);
 
   const svcPorts = buildServicePortMap(state.services, family);
   const epMap = buildEndpointsMap(state.endpointSlices, svcPorts, family, opts.nodeName);
   const hasNodePort = [...svcPorts.values()].some((sp) => sp.nodePort !== 0);
-  const npIPs = hasNodePort ? nodePortIPs(nodeAddrs, opts.nodePortAddresses, family) : [];
+  const npIPs = hasNodePort ? nodePortIPs(nodeAddrs, opts.nodePortAddresses, family, primaryNodeIP) : [];
 
   const sets = new SetEntries();
   const vss: VirtualServer[] = [];
@@ -257,7 +288,7 @@ export function renderIpvs(state: ClusterState, opts: IpvsRenderOptions): IpvsRe
 
   const { natRules, filterRules } = iptablesRules(sets, family, mark, {
     masqueradeAll: opts.masqueradeAll ?? false,
-    clusterCIDR,
+    ifNotLocal,
     randomFully: opts.randomFully ?? true,
     lbNoNodeAccess,
   });
@@ -319,7 +350,8 @@ function realServersFor(
 
 interface RuleOpts {
   masqueradeAll: boolean;
-  clusterCIDR: string | undefined;
+  /** The local-traffic detector's "not local" match (LocalTrafficDetector.IfNotLocal), e.g. ["!", "-s", "10.244.0.0/16"]. */
+  ifNotLocal: string[] | undefined;
   randomFully: boolean;
   lbNoNodeAccess: { ip: string; proto: string; port: number }[];
 }
@@ -361,7 +393,7 @@ function iptablesRules(sets: SetEntries, family: IPFamily, mark: string, o: Rule
   if (!sets.empty(KUBE_CLUSTER_IP)) {
     const args = ['-A', KUBE_SERVICES, '-m', 'comment', '--comment', comment(KUBE_CLUSTER_IP), '-m', 'set', '--match-set', name(KUBE_CLUSTER_IP)];
     if (o.masqueradeAll) nat.push(line(...args, 'dst,dst', '-j', KUBE_MARK_MASQ));
-    else if (o.clusterCIDR) nat.push(line(...args, 'dst,dst', '!', '-s', o.clusterCIDR, '-j', KUBE_MARK_MASQ));
+    else if (o.ifNotLocal) nat.push(line(...args, 'dst,dst', ...o.ifNotLocal, '-j', KUBE_MARK_MASQ));
     // Without a way to tell pod traffic, masquerade node traffic that picked a VIP as its source.
     else nat.push(line(...args, 'src,dst', '-j', KUBE_MARK_MASQ));
   }
