@@ -58,6 +58,7 @@ export interface LabState {
   dir: string;
   clusterCIDR: string;
   underlay: string;
+  router: string;
   client: { netns: string; ip: string };
   nodes: LabNodeState[];
   pods: LabPodState[];
@@ -184,6 +185,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
     dir,
     clusterCIDR: plan.clusterCIDR,
     underlay: `${opts.name}-net`,
+    router: plan.routerIP,
     client: { netns: `${opts.name}-client`, ip: plan.clientIP },
     nodes: [],
     pods: [],
@@ -198,7 +200,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
   try {
     say(`creating the underlay ${state.underlay}`);
     const net = await topo.netns('net');
-    await topo.bridge(net, 'br0');
+    await topo.bridge(net, 'br0', `${plan.routerIP}/${plan.underlayPrefix}`);
 
     const nodeNs = new Map<string, Netns>();
     for (const [i, n] of plan.nodes.entries()) {
@@ -222,6 +224,8 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
         await ns.ip('route', 'add', o.podCIDR, 'via', o.ip);
       }
       if (!same24(plan.clientIP, n.ip)) await ns.ip('route', 'add', `${plan.clientIP}/32`, 'dev', 'eth0');
+      if (!same24(plan.routerIP, n.ip)) await ns.ip('route', 'add', `${plan.routerIP}/32`, 'dev', 'eth0');
+      await ns.ip('route', 'add', 'default', 'via', plan.routerIP);
     }
 
     say(`creating the external client ${state.client.netns} (${plan.clientIP})`);
@@ -230,6 +234,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
     await net.ip('link', 'set', 'client', 'master', 'br0');
     const first = plan.nodes[0]!;
     for (const n of plan.nodes) if (!same24(n.ip, plan.clientIP)) await client.ip('route', 'add', `${n.ip}/32`, 'dev', 'eth0');
+    await client.ip('route', 'add', 'default', 'via', plan.routerIP);
     // External and load-balancer IPs reach the cluster through the first node, as a cloud router would send them.
     const vips = new Set<string>();
     for (const s of manifests.services) {
@@ -247,6 +252,8 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
       const inside = p.ip.startsWith(node.podCIDR.split('.').slice(0, 3).join('.') + '.');
       await topo.veth(nodeNs.get(p.node)!, `vp${i}`, ns, 'eth0', undefined, inside ? `${p.ip}/${prefixLen(node.podCIDR)}` : `${p.ip}/32`);
       await nodeNs.get(p.node)!.ip('link', 'set', `vp${i}`, 'master', 'cni0');
+      // kubelet's hairpin-veth mode: a pod reaching itself through its Service is sent back out its own port.
+      await nodeNs.get(p.node)!.ip('link', 'set', `vp${i}`, 'type', 'bridge_slave', 'hairpin', 'on');
       if (!inside) {
         await ns.ip('route', 'add', node.gateway, 'dev', 'eth0');
         await nodeNs.get(p.node)!.ip('route', 'add', `${p.ip}/32`, 'dev', 'cni0');
@@ -292,7 +299,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
 
 /** The pre-`run` fallback: render the generated manifests for this node and load them with iptables-restore. */
 export async function programWithRender(state: LabState, node: LabNodeState): Promise<void> {
-  const r = await exec(process.execPath, [kproxyMain, 'render', '--manifests', state.generated, '--hostname-override', node.name, '--cluster-cidr', state.clusterCIDR], {
+  const r = await exec(process.execPath, [kproxyMain, 'render', state.generated, '--hostname-override', node.name, '--cluster-cidr', state.clusterCIDR], {
     timeoutMs: 60_000,
   });
   await exec('ip', ['netns', 'exec', node.netns, 'iptables-restore', '-w', '5', '--noflush'], { input: r.stdout });
@@ -363,7 +370,7 @@ export function formatTopology(state: LabState): string {
   const lines: string[] = [];
   lines.push(`lab "${state.name}" is up (manifests: ${state.manifests})`);
   lines.push('');
-  lines.push(`  underlay bridge br0 in ${state.underlay}`);
+  lines.push(`  underlay bridge br0 ${state.router} in ${state.underlay}`);
   lines.push(`  ├─ client   ${state.client.ip.padEnd(15)} netns ${state.client.netns}`);
   state.nodes.forEach((n, i) => {
     const lastNode = i === state.nodes.length - 1;
@@ -387,4 +394,30 @@ export function formatTopology(state: LabState): string {
   lines.push(`kproxy reads ${state.generated} (pod IPs filled in): edit it and the nodes follow.`);
   for (const n of state.notes) lines.push(`note: ${n}`);
   return lines.join('\n');
+}
+
+export interface LabProbeResult {
+  ok: boolean;
+  answer?: string;
+  error?: string;
+  ms: number;
+}
+
+/** Sends `count` requests from a lab namespace (node, pod or client) to a URL, each on a new connection. */
+export async function probeFrom(state: LabState, from: string, url: string, count: number, timeoutMs = 2000): Promise<LabProbeResult[]> {
+  const ns = resolveTarget(state, from);
+  const r = await exec('ip', ['netns', 'exec', ns, process.execPath, probeScript, url, '--count', String(count), '--timeout', String(timeoutMs)], {
+    allowFail: true,
+    timeoutMs: count * (timeoutMs + 1000) + 10_000,
+  });
+  const out: LabProbeResult[] = [];
+  for (const line of r.stdout.split('\n').filter(Boolean)) {
+    try {
+      out.push(JSON.parse(line) as LabProbeResult);
+    } catch {
+      /* not a result line */
+    }
+  }
+  while (out.length < count) out.push({ ok: false, error: r.stderr.trim() || `probe exited with ${r.code}`, ms: 0 });
+  return out;
 }

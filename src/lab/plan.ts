@@ -96,6 +96,7 @@ export interface LabPlan {
   clusterCIDR: string;
   underlayPrefix: number;
   clientIP: string;
+  routerIP: string;
   notes: string[];
 }
 
@@ -222,7 +223,15 @@ export function planLab(m: LabManifests, opts: { nodeCount?: number; clusterCIDR
     });
   }
   const underlayPrefix = 24;
-  return { nodes, pods, clusterCIDR, underlayPrefix, clientIP: '172.30.0.100', notes };
+  // The client sits in the first node's /24, at .100 (or the next free host).
+  const first = nodes[0]!.ip.split('.').slice(0, 3).join('.');
+  let clientIP = `${first}.100`;
+  for (let h = 100; h < 255 && nodes.some((n) => n.ip === clientIP); h++) clientIP = `${first}.${h}`;
+  // The underlay's router (the bridge's own address) gives every node a default route, as real nodes have:
+  // without one, a node's own connections to a ClusterIP fail routing before iptables can DNAT them.
+  let routerIP = `${first}.1`;
+  for (let h = 254; h > 1 && (nodes.some((n) => n.ip === routerIP) || routerIP === clientIP); h--) routerIP = `${first}.${h}`;
+  return { nodes, pods, clusterCIDR, underlayPrefix, clientIP, routerIP, notes };
 }
 
 /**
