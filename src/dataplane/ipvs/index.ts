@@ -1,0 +1,110 @@
+// `kproxy run --proxy-mode ipvs`: the ProxyBackend that run drives. At start
+// it checks the kernel for IPVS and dummy interfaces and refuses, naming what
+// is missing and the modes that do work here, when either is absent (as on
+// kernels built without ip_vs). Where both exist, each sync renders every
+// family and applies it with ip, ipset restore, iptables-restore and
+// ipvsadm-restore (apply.ts).
+import { existsSync } from 'node:fs';
+import type { BackendOptions, FamilySyncReport, ProxyBackend } from '../backend.js';
+import type { ClusterState } from '../../k8s/types.js';
+import { exec } from '../../util/exec.js';
+import { detectRandomFully } from '../iptables/detect.js';
+import { applyIpvs, checkIpvsKernel, type IpvsKernelSupport } from './apply.js';
+import { DUMMY_DEVICE, familySetName, IPSET_INFO, IPTABLES_CHAINS, IPTABLES_JUMPS } from './names.js';
+import { ipvsOptionsFromSettings, resolveScheduler } from './render-mode.js';
+import { renderIpvs } from './render.js';
+
+export { renderIpvs, type IpvsRenderOptions } from './render.js';
+export { renderIpvsText } from './text.js';
+export { checkIpvsKernel } from './apply.js';
+
+/** Optional settings ipvs mode reads beyond ProxySettings (run fills them from its flags). */
+export interface IpvsSettings {
+  ipvsScheduler?: string;
+}
+
+/** Whether the nftables mode is built into this kproxy and the kernel has nf_tables. */
+async function nftablesUsable(): Promise<boolean> {
+  if (!existsSync(new URL('../nftables/index.js', import.meta.url))) return false;
+  const r = await exec('nft', ['list', 'tables'], { allowFail: true, timeoutMs: 5_000 }).catch(() => ({ code: 1 }));
+  return r.code === 0;
+}
+
+/** The start-up refusal: what is missing, and which modes will work on this host. */
+export async function ipvsRefusal(support: IpvsKernelSupport): Promise<string | undefined> {
+  const missing: string[] = [];
+  if (!support.ipvs) missing.push('IPVS (the ip_vs kernel module)');
+  if (!support.dummy) missing.push('dummy network interfaces (needed for kube-ipvs0)');
+  if (missing.length === 0) return undefined;
+  const modes = ['iptables', 'userspace', ...((await nftablesUsable()) ? ['nftables'] : [])];
+  return (
+    `--proxy-mode ipvs: this kernel lacks ${missing.join(' and ')}; ` +
+    `modes that work here: ${modes.join(', ')} (e.g. --proxy-mode ${modes[0]})\n` +
+    support.problems.map((p) => `  ${p}`).join('\n')
+  );
+}
+
+export async function createBackend(opts: BackendOptions): Promise<ProxyBackend> {
+  const s = opts.settings as BackendOptions['settings'] & IpvsSettings;
+  const scheduler = resolveScheduler(s.ipvsScheduler ?? process.env.KPROXY_IPVS_SCHEDULER, undefined);
+  const refusal = await ipvsRefusal(await checkIpvsKernel());
+  if (refusal) throw new Error(refusal);
+  return new IpvsBackend(opts, scheduler);
+}
+
+class IpvsBackend implements ProxyBackend {
+  readonly mode = 'ipvs';
+  private randomFully = true;
+
+  constructor(
+    private readonly opts: BackendOptions,
+    private readonly scheduler: string,
+  ) {}
+
+  async start(): Promise<void> {
+    // The sysctls upstream's NewProxier ensures.
+    for (const [k, v] of [
+      ['net.ipv4.vs.conntrack', '1'],
+      ['net.ipv4.vs.expire_nodest_conn', '1'],
+      ['net.ipv4.vs.expire_quiescent_template', '1'],
+      ['net.ipv4.ip_forward', '1'],
+    ] as const) {
+      await exec('sysctl', ['-qw', `${k}=${v}`]);
+    }
+    this.randomFully = await detectRandomFully();
+  }
+
+  async sync(state: ClusterState): Promise<FamilySyncReport[]> {
+    const reports: FamilySyncReport[] = [];
+    for (const family of this.opts.families) {
+      const started = Date.now();
+      try {
+        const r = renderIpvs(state, ipvsOptionsFromSettings(state, { settings: this.opts.settings, scheduler: this.scheduler, randomFully: this.randomFully }, family));
+        await applyIpvs(r);
+        reports.push({ family, ok: true, full: true, detail: { virtualServers: r.virtualServers.length, addresses: r.interfaceAddresses.length, ms: Date.now() - started } });
+      } catch (e) {
+        reports.push({ family, ok: false, full: true, detail: {}, error: e as Error });
+      }
+    }
+    const failed = reports.find((r) => !r.ok);
+    if (failed) throw failed.error;
+    return reports;
+  }
+
+  /** Upstream cleanupLeftovers: IPVS table, kube-ipvs0, the iptables chains and jumps, then the ipsets. */
+  async cleanup(): Promise<void> {
+    const quiet = { allowFail: true } as const;
+    await exec('ipvsadm', ['-C'], quiet).catch(() => undefined);
+    await exec('ip', ['link', 'del', DUMMY_DEVICE], quiet).catch(() => undefined);
+    for (const ipt of ['iptables', 'ip6tables']) {
+      for (const j of IPTABLES_JUMPS) await exec(ipt, ['-t', j.table, '-D', j.from, '-m', 'comment', '--comment', j.comment, '-j', j.to], quiet).catch(() => undefined);
+      for (const c of IPTABLES_CHAINS) await exec(ipt, ['-t', c.table, '-F', c.chain], quiet).catch(() => undefined);
+      for (const c of IPTABLES_CHAINS) await exec(ipt, ['-t', c.table, '-X', c.chain], quiet).catch(() => undefined);
+    }
+    for (const info of IPSET_INFO) {
+      for (const fam of ['IPv4', 'IPv6'] as const) await exec('ipset', ['destroy', familySetName(info.name, fam)], quiet).catch(() => undefined);
+    }
+  }
+
+  async stop(): Promise<void> {}
+}
