@@ -1,0 +1,192 @@
+// iptables-save / ip6tables-save output (and iptables-restore payloads, which
+// are the same language plus -I/-N/-X/-F/-P) → Ruleset. Errors name the line.
+import { parseRuleArgs, tokenize } from './parse-rule.js';
+import {
+  emptyTable,
+  isTableName,
+  RulesetParseError,
+  type Chain,
+  type Rule,
+  type Ruleset,
+  type Table,
+  type TableName,
+} from './ruleset.js';
+
+export interface ParseOptions {
+  /** A name for the input in error messages (a file name, "stdin"). */
+  source?: string;
+  /** Force the family; otherwise taken from the header or the first address. */
+  family?: 4 | 6;
+}
+
+export function looksLikeSave(text: string): boolean {
+  return /^\s*\*(raw|mangle|nat|filter|security)\s*$/m.test(text);
+}
+
+export function parseSave(text: string, opts: ParseOptions = {}): Ruleset {
+  const lines = text.split('\n');
+  const tables = new Map<TableName, Table>();
+  const warnings: Ruleset['warnings'] = [];
+  let family: 4 | 6 | undefined = opts.family;
+  if (!family && /^#.*ip6tables-save/m.test(text.slice(0, 2000))) family = 6;
+  let table: Table | null = null;
+  /** Jumps to check once the table is committed: [chain, line]. */
+  let pendingJumps: [string, number][] = [];
+  const err = (line: number, msg: string): never => {
+    throw new RulesetParseError(line, msg, opts.source);
+  };
+
+  const commit = (line: number): void => {
+    const t = table!;
+    for (const [name, l] of pendingJumps)
+      if (!t.chains.has(name)) err(l, `jump to chain "${name}", which does not exist in table ${t.name}`);
+    pendingJumps = [];
+    table = null;
+    void line;
+  };
+
+  for (let idx = 0; idx < lines.length; idx++) {
+    const lineNo = idx + 1;
+    let raw = lines[idx]!;
+    if (raw.endsWith('\r')) raw = raw.slice(0, -1);
+    const line = raw.trim();
+    if (line === '' || line[0] === '#') continue;
+    const c0 = line[0];
+    if (c0 === '*') {
+      if (table) err(lineNo, `table ${(table as Table).name} (line ${(table as Table).line}) has no COMMIT before "${line}"`);
+      const name = line.slice(1).trim();
+      if (!isTableName(name)) err(lineNo, `unknown table "${name}"`);
+      const t = tables.get(name as TableName) ?? emptyTable(name as TableName, lineNo);
+      tables.set(t.name, t);
+      table = t;
+      continue;
+    }
+    if (line === 'COMMIT') {
+      if (!table) err(lineNo, 'COMMIT outside a table');
+      commit(lineNo);
+      continue;
+    }
+    if (!table) err(lineNo, `"${line.slice(0, 40)}" before any *table line`);
+    const t = table as Table;
+    if (c0 === ':') {
+      // :NAME POLICY [packets:bytes]
+      const m = /^:(\S+)\s+(\S+)(?:\s+\[(\d+):(\d+)\])?\s*$/.exec(line);
+      if (!m) err(lineNo, `malformed chain line "${line}"`);
+      const [, name, policy, pk, by] = m!;
+      const existing = t.chains.get(name!);
+      const builtin = existing?.builtin ?? false;
+      if (!builtin && policy !== '-') err(lineNo, `user chain ${name} cannot have policy ${policy}`);
+      if (builtin && policy !== 'ACCEPT' && policy !== 'DROP') err(lineNo, `bad policy "${policy}" for ${name}`);
+      const chain: Chain = existing ?? { table: t.name, name: name!, builtin: false, line: lineNo, rules: [] };
+      chain.line = lineNo;
+      if (builtin) chain.policy = policy as 'ACCEPT' | 'DROP';
+      if (pk !== undefined) chain.counters = { packets: BigInt(pk), bytes: BigInt(by!) };
+      // A restore payload re-declaring a chain flushes it.
+      chain.rules = [];
+      t.chains.set(name!, chain);
+      continue;
+    }
+    let tokens;
+    try {
+      tokens = tokenize(line);
+    } catch (e) {
+      return err(lineNo, (e as Error).message);
+    }
+    let start = 0;
+    let counters: [bigint, bigint] | undefined;
+    const cm = /^\[(\d+):(\d+)\]$/.exec(tokens[0]?.text ?? '');
+    if (cm) {
+      counters = [BigInt(cm[1]!), BigInt(cm[2]!)];
+      start = 1;
+    }
+    const cmd = tokens[start]?.text;
+    const chainName = tokens[start + 1]?.text;
+    if (!cmd || !chainName) err(lineNo, `cannot read "${line.slice(0, 60)}"`);
+    switch (cmd) {
+      case '-A':
+      case '--append':
+      case '-I':
+      case '--insert': {
+        const chain = t.chains.get(chainName!);
+        if (!chain) err(lineNo, `rule for chain "${chainName}", which was not declared in table ${t.name}`);
+        let argStart = start + 2;
+        let pos = chain!.rules.length;
+        if (cmd === '-I' || cmd === '--insert') {
+          pos = 0;
+          const n = tokens[argStart]?.text;
+          if (n && /^\d+$/.test(n)) {
+            pos = Number(n) - 1;
+            argStart++;
+          }
+        }
+        let parsed;
+        try {
+          parsed = parseRuleArgs(tokens, argStart);
+        } catch (e) {
+          return err(lineNo, (e as Error).message);
+        }
+        if (!family) {
+          for (const m of parsed.matches) if (m.kind === 'addr') family = m.cidr.family;
+          const tg = parsed.target;
+          if (!family && tg && (tg.kind === 'DNAT' || tg.kind === 'SNAT') && tg.to[0]?.from) family = tg.to[0].from.family;
+        }
+        const rule: Rule = {
+          table: t.name,
+          chain: chainName!,
+          line: lineNo,
+          text: line,
+          spec: line,
+          matches: parsed.matches,
+          target: parsed.target,
+          unmodelled: parsed.unmodelled,
+        };
+        const c = parsed.counters ?? counters;
+        if (c) rule.counters = { packets: c[0], bytes: c[1] };
+        if (parsed.target && (parsed.target.kind === 'jump' || parsed.target.kind === 'goto')) {
+          if (t.name !== 'nat' && (parsed.target.chain === 'DNAT' || parsed.target.chain === 'SNAT')) err(lineNo, `${parsed.target.chain} is only valid in the nat table`);
+          pendingJumps.push([parsed.target.chain, lineNo]);
+        }
+        chain!.rules.splice(pos, 0, rule);
+        break;
+      }
+      case '-N':
+      case '--new-chain':
+        if (t.chains.has(chainName!)) err(lineNo, `chain ${chainName} already exists`);
+        t.chains.set(chainName!, { table: t.name, name: chainName!, builtin: false, line: lineNo, rules: [] });
+        break;
+      case '-X':
+      case '--delete-chain': {
+        const chain = t.chains.get(chainName!);
+        if (!chain) err(lineNo, `cannot delete chain ${chainName}: it does not exist`);
+        if (chain!.builtin) err(lineNo, `cannot delete built-in chain ${chainName}`);
+        t.chains.delete(chainName!);
+        pendingJumps = pendingJumps.filter(([n]) => n !== chainName);
+        for (const other of t.chains.values())
+          for (const r of other.rules)
+            if (r.target && (r.target.kind === 'jump' || r.target.kind === 'goto') && r.target.chain === chainName)
+              err(lineNo, `deleted chain ${chainName} is referenced by line ${r.line}`);
+        break;
+      }
+      case '-F':
+      case '--flush': {
+        const chain = t.chains.get(chainName!);
+        if (!chain) err(lineNo, `cannot flush chain ${chainName}: it does not exist`);
+        chain!.rules = [];
+        break;
+      }
+      case '-P':
+      case '--policy': {
+        const chain = t.chains.get(chainName!);
+        const pol = tokens[start + 2]?.text;
+        if (!chain?.builtin || (pol !== 'ACCEPT' && pol !== 'DROP')) err(lineNo, `bad policy line "${line}"`);
+        chain!.policy = pol as 'ACCEPT' | 'DROP';
+        break;
+      }
+      default:
+        err(lineNo, `unknown command "${cmd}" (expected -A, -I, -N, -X, -F, -P, a :chain line or COMMIT)`);
+    }
+  }
+  if (table) err(lines.length, `table ${(table as Table).name} (line ${(table as Table).line}) has no COMMIT: the dump is truncated`);
+  if (tables.size === 0) err(1, 'no *table line: this is not iptables-save output');
+  return { family: family ?? 4, format: 'save', tables, warnings, lineCount: lines.length };
+}
