@@ -316,5 +316,5 @@ test('TCP: several queries on one connection (pipelined), answered in order', as
   });
   sock.destroy();
   assert.deepEqual(got.map((p) => p.id), [100, 101, 102]);
-  assert.deepEqual(got.map((p) => p.rcode), ['NOERROR', 'NOERROR', 'NXDOMAIN']);
+  assert.deepEqual(got.map((p) => (p as { rcode?: string }).rcode), ['NOERROR', 'NOERROR', 'NXDOMAIN']);
 });
