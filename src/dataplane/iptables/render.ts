@@ -24,7 +24,7 @@ export interface RenderOptions {
   nodeName: string;
   /** The node's IPs (primary first per family). The first of a family is upstream's nodeIP. */
   nodeIPs: string[];
-  /** Addresses on the node's interfaces, for --nodeport-addresses matching. Default: nodeIPs plus 127.0.0.1 and ::1. */
+  /** Addresses on the node's interfaces, for --nodeport-addresses matching. Default: 127.0.0.1 / ::1, then nodeIPs. */
   localAddresses?: string[];
   /** --cluster-cidr, any families. */
   clusterCIDRs?: string[];
@@ -316,7 +316,8 @@ export function renderFamily(state: ClusterState, opts: RenderOptions, family: I
     else if (!localhostNodePorts) dest += ' ! -d 127.0.0.0/8';
     push(natTrailing, KUBE_SERVICES, `-A ${KUBE_SERVICES} -m comment --comment ${lastComment} ${dest} -j ${KUBE_NODEPORTS}`);
   } else {
-    const locals = opts.localAddresses ?? [...nodeIPs, isIPv6 ? '::1' : '127.0.0.1'];
+    // Interface order: lo comes first on a real node.
+    const locals = opts.localAddresses ?? [isIPv6 ? '::1' : '127.0.0.1', ...nodeIPs];
     const seen = new Set<string>();
     for (const raw of locals) {
       const ip = normalizeIP(raw);
