@@ -118,6 +118,26 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
           process.stdout.write(`error ${(e as Error).message}\n`);
         }
       }
+    } else if (cmd === 'slowbulk') {
+      // Reads with a pause after every chunk, so the transfer lasts long enough to change things under it.
+      const r = await new Promise<{ name: string; received: number }>((resolve, reject) => {
+        const s = connect({ host, port });
+        let name = '';
+        let received = 0;
+        s.on('connect', () => s.write(`SEND ${n}\n`));
+        s.on('data', (d: Buffer) => {
+          if (!name) {
+            const i = d.indexOf(10);
+            name = d.subarray(0, i).toString();
+            received += d.length - i - 1;
+          } else received += d.length;
+          s.pause();
+          setTimeout(() => s.resume(), 10);
+        });
+        s.on('end', () => resolve({ name, received }));
+        s.on('error', reject);
+      });
+      process.stdout.write(`received ${r.received} from ${r.name}\n`);
     } else if (cmd === 'hold') {
       const s = connect({ host, port });
       s.once('data', (d) => process.stdout.write(d.toString()));
