@@ -88,6 +88,28 @@ function podToEndpoint(pod: Pod, node: Node | undefined, svc: Service, family: I
   return ep;
 }
 
+/** trafficDistribution values the controller's preferCloseHeuristic handles (trafficdist.go). */
+const CLOSE_DISTRIBUTIONS = new Set(['PreferClose', 'PreferSameZone', 'PreferSameNode']);
+const TOPOLOGY_ANNOTATIONS = ['service.kubernetes.io/topology-aware-hints', 'service.kubernetes.io/topology-mode'];
+
+/**
+ * trafficdist.ReconcileHints: with a "close" trafficDistribution (and no topology-mode
+ * annotation, which takes precedence), every ready endpoint gets a hint for its own
+ * zone (and its node with PreferSameNode); otherwise hints are cleared.
+ */
+function applyHints(svc: Service, endpoints: Endpoint[]): void {
+  const annotated = TOPOLOGY_ANNOTATIONS.some((a) => a in svc.meta.annotations);
+  const td = svc.trafficDistribution;
+  const close = !annotated && td !== undefined && CLOSE_DISTRIBUTIONS.has(td);
+  for (const ep of endpoints) {
+    delete ep.hints;
+    if (!close || !ep.conditions.ready) continue;
+    const forZones = ep.zone ? [ep.zone] : [];
+    const forNodes = ep.nodeName && td === 'PreferSameNode' ? [ep.nodeName] : [];
+    if (forZones.length > 0 || forNodes.length > 0) ep.hints = { forZones, forNodes };
+  }
+}
+
 function sliceLabels(svc: Service): Record<string, string> {
   // setEndpointSliceLabels: the service's labels, minus the reserved ones, plus the controller's.
   const labels: Record<string, string> = {};
@@ -129,6 +151,7 @@ export function endpointSlicesForService(svc: Service, pods: Pod[], nodes: Map<s
     for (const [key, g] of [...groups].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))) {
       for (let i = 0; i < g.endpoints.length; i += MAX_ENDPOINTS_PER_SLICE) {
         const chunk = g.endpoints.slice(i, i + MAX_ENDPOINTS_PER_SLICE);
+        applyHints(svc, chunk);
         out.push(makeSlice(svc, family, sliceName(svc.meta.name, `${base}/${key}/${i}`), g.ports, chunk));
       }
     }

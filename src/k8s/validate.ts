@@ -374,8 +374,8 @@ function parseService(ctx: Ctx, raw: Raw): Service {
     }
     ports.push(sp);
   });
-  if (rawPorts.length === 0 && type !== 'ExternalName' && !headless)
-    ctx.warn('spec.ports', 'the service has no ports; nothing to program for it');
+  // The API server requires ports except for headless and ExternalName services.
+  if (rawPorts.length === 0 && type !== 'ExternalName' && !headless) ctx.fail('spec.ports', 'is required (at least one port)');
 
   // selector: an empty map reads back from the API as no selector.
   const selMap = stringMap(ctx, spec.selector, 'spec.selector', true);
