@@ -158,7 +158,10 @@ test('userspace mode in namespaces', async (t) => {
       await d.sync([sp('default/web:http', '10.96.0.10', 80, [BE[0]!])]);
       const bytes = 6 * 1024 * 1024;
       const transfer = client(pod1, 'slowbulk', '10.96.0.10', '80', String(bytes));
-      await new Promise((r) => setTimeout(r, 300));
+      await waitFor('the transfer to start', async () => {
+        const r = await d.call({ cmd: 'lb', key: 'default/web:http' });
+        return (r.endpoints as { key: string; activeConns: number }[]).some((e) => e.key === `${BE[0]}:8080` && e.activeConns === 1);
+      });
       await d.sync([sp('default/web:http', '10.96.0.10', 80, [BE[1]!])]);
       assert.deepEqual(await client(pod2, 'greet', '10.96.0.10', '80', '1'), ['be2']);
       assert.deepEqual(await transfer, [`received ${bytes} from be1`]);
