@@ -108,8 +108,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     await waitFor(
       'the ClusterIP to answer from the node (is kproxy running? see its log in ' + (node.kproxyLog ?? state.dir) + ')',
       async () => (await probeFrom(state!, node.name, clusterURL, 1, 1000))[0]!.ok,
-      30_000,
-      200,
+      90_000,
+      250,
     );
 
     const n = opts.requests;

@@ -155,8 +155,8 @@ function spawnDetached(netns: string, args: string[], logFile: string): number {
 }
 
 /** The `kproxy run` command line for one lab node. */
-export function kproxyRunArgs(state: Pick<LabState, 'generated' | 'clusterCIDR'>, node: Pick<LabNodeState, 'name'>, extra: string[] = []): string[] {
-  return ['run', '--manifests', state.generated, '--hostname-override', node.name, '--cluster-cidr', state.clusterCIDR, ...extra];
+export function kproxyRunArgs(state: Pick<LabState, 'generated' | 'clusterCIDR'>, node: Pick<LabNodeState, 'name' | 'ip'>, extra: string[] = []): string[] {
+  return ['run', '--manifests', state.generated, '--hostname-override', node.name, '--node-ip', node.ip, '--cluster-cidr', state.clusterCIDR, ...extra];
 }
 
 /** Builds the lab. On any failure everything created so far is removed. */
@@ -299,7 +299,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
 
 /** The pre-`run` fallback: render the generated manifests for this node and load them with iptables-restore. */
 export async function programWithRender(state: LabState, node: LabNodeState): Promise<void> {
-  const r = await exec(process.execPath, [kproxyMain, 'render', state.generated, '--hostname-override', node.name, '--cluster-cidr', state.clusterCIDR], {
+  const r = await exec(process.execPath, [kproxyMain, 'render', state.generated, '--hostname-override', node.name, '--node-ip', node.ip, '--cluster-cidr', state.clusterCIDR], {
     timeoutMs: 60_000,
   });
   await exec('ip', ['netns', 'exec', node.netns, 'iptables-restore', '-w', '5', '--noflush'], { input: r.stdout });

@@ -139,6 +139,7 @@ export function planLab(m: LabManifests, opts: { nodeCount?: number; clusterCIDR
   }
   const want = opts.nodeCount ?? Math.max(names.length + orphanCIDRs.length, 1);
   for (let i = 1; names.length < want; i++) if (!names.includes(`node${i}`)) names.push(`node${i}`);
+  names.sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
   const implied = new Map<string, string>();
   for (const name of names) {
     if (m.nodes.some((n) => n.meta.name === name) || m.pods.some(({ pod }) => pod.nodeName === name)) continue;
