@@ -52,6 +52,7 @@ export class ManifestSource extends EventEmitter<SourceEvents> implements Cluste
   private rescanTimer?: NodeJS.Timeout;
   private scanning?: Promise<void>;
   private rescanAgain = false;
+  private crossFileWarnings = new Set<string>();
 
   constructor(opts: ManifestSourceOptions) {
     super();
@@ -196,7 +197,14 @@ export class ManifestSource extends EventEmitter<SourceEvents> implements Cluste
     const warnings: InputWarning[] = [];
     const groups = [...this.files.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([source, e]) => ({ source, objects: e.objects }));
     this.state = buildState(groups, warnings);
-    for (const w of warnings) this.warn(w);
+    // Cross-file warnings (an object defined twice) come back on every rebuild: report each once.
+    const seen = new Set<string>();
+    for (const w of warnings) {
+      const k = formatWarning(w);
+      seen.add(k);
+      if (!this.crossFileWarnings.has(k)) this.warn(w);
+    }
+    this.crossFileWarnings = seen;
     if (!initial && this.running) this.emit('change', this.state);
   }
 
