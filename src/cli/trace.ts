@@ -6,6 +6,7 @@ import { loadRuleset, parseIpsetSave, trace, type TraceRequest } from '../netfil
 import { isTableName } from '../netfilter/ruleset.js';
 import type { Proto } from '../netfilter/simulate.js';
 import { splitHostPort } from '../util/ip.js';
+import { withIpvs } from '../netfilter/ipvs.js';
 
 interface TraceOpts {
   rules: string;
@@ -20,6 +21,7 @@ interface TraceOpts {
   table?: string;
   reply?: boolean;
   format: string;
+  ipvs?: string;
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, ...v.split(',').filter(Boolean)];
@@ -55,6 +57,7 @@ export function register(program: Command): void {
     .option('--table <table>', 'the table a listing shows, when it does not say')
     .option('--reply', 'also trace the answer packet, un-NATed by conntrack')
     .option('--format <format>', 'text, json or mermaid', 'text')
+    .option('--ipvs <file>', '`ipvsadm -Sn` (or -Ln) dump: packets delivered to a virtual service go to the real server(s) its scheduler picks')
     .action((o: TraceOpts) => {
       if (!['text', 'json', 'mermaid'].includes(o.format)) throw new Error(`--format must be text, json or mermaid, not "${o.format}"`);
       const proto = o.proto.toLowerCase();
@@ -83,7 +86,9 @@ export function register(program: Command): void {
         recent,
         reply: !!o.reply,
       };
+      const ipvsNotes = o.ipvs ? withIpvs(req, rs, readInput(o.ipvs), o.ipvs) : undefined;
       const result = trace(rs, req);
+      if (ipvsNotes) result.notes.push(...ipvsNotes());
       for (const w of rs.warnings) process.stderr.write(`kproxy trace: warning: ${source}:${w.line}: ${w.message}\n`);
       const out = o.format === 'json' ? formatJson(result) : o.format === 'mermaid' ? formatMermaid(result) : formatText(result);
       process.stdout.write(out);

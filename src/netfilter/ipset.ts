@@ -63,7 +63,9 @@ export function parseIpsetSave(text: string, source = 'ipset'): IpsetStore {
           if (set.dims[k] === 'port') {
             const m = /^(?:(\w+):)?(\d+)(?:-(\d+))?$/.exec(p) ?? err(`bad port "${p}"`);
             const from = Number(m[2]);
-            return { kind: 'port', port: { proto: m[1] ?? 'tcp', from, to: m[3] ? Number(m[3]) : from } };
+            // bitmap:port stores bare ports: any protocol with ports matches ('*').
+            const proto = m[1] ?? (set.type.startsWith('bitmap:') ? '*' : 'tcp');
+            return { kind: 'port', port: { proto, from, to: m[3] ? Number(m[3]) : from } };
           }
           if (p.includes('-') && !p.includes('/')) err(`address ranges in sets are not supported: "${p}"`);
           return { kind: 'addr', cidr: parseCidr(p) ?? err(`bad address "${p}"`) };
@@ -95,7 +97,7 @@ export function setHas(store: IpsetStore, name: string, flags: ('src' | 'dst')[]
       const side = flags[k] ?? flags[flags.length - 1] ?? 'src';
       if (part.kind === 'addr') return cidrHas(part.cidr, side === 'src' ? q.src : q.dst);
       const port = side === 'src' ? q.sport : q.dport;
-      return port !== undefined && part.port.proto === q.proto && port >= part.port.from && port <= part.port.to;
+      return port !== undefined && (part.port.proto === q.proto || part.port.proto === '*') && port >= part.port.from && port <= part.port.to;
     }),
   );
 }

@@ -312,7 +312,7 @@ export function parseListing(text: string, opts: ListingOptions = {}): Ruleset {
     }
     parts.push(...ex.match);
     if (target) parts.push(`${ex.goto ? '-g' : '-j'} ${target}`, ...ex.target);
-    rows.push({ line: lineNo, text: line, chain: chain!, tableHint, spec: parts.join(' '), counters, extraUnknown: ex.unknown, hostMatches });
+    rows.push({ line: lineNo, text: line.replace(/\s+/g, ' '), chain: chain!, tableHint, spec: parts.join(' '), counters, extraUnknown: ex.unknown, hostMatches });
   }
 
   // Decide each chain's table.

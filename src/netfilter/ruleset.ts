@@ -138,7 +138,7 @@ export class RulesetParseError extends Error {
     readonly detail: string,
     readonly source?: string,
   ) {
-    super(`${source ? `${source}:` : 'line '}${line}: ${detail}`);
+    super(`${source ? `${source}: ` : ""}line ${line}: ${detail}`);
   }
 }
 

@@ -153,6 +153,14 @@ function deliverLocal(ctx: HookContext, b: Branch, out: Branch[]): void {
     out.push(b);
     return;
   }
+  if (choices.length === 0) {
+    // IPVS has no real server to give the connection (none, all quiesced, or a hash bucket's server down).
+    b.verdict = 'DROP';
+    b.delivery = 'none';
+    step(b, 'ipvs', 'IPVS: no real server available for this virtual service: the packet is dropped');
+    ctx.ended.push(b);
+    return;
+  }
   // Another component (IPVS) sends the packet on to a real server: routing → POSTROUTING.
   choices.forEach((c, i) => {
     const nb = i === choices.length - 1 ? b : cloneForChoice(b);
@@ -160,6 +168,10 @@ function deliverLocal(ctx: HookContext, b: Branch, out: Branch[]): void {
     nb.pkt.dst = c.dst;
     if (c.dport !== undefined) nb.pkt.dport = c.dport;
     nb.ct.dnat = true;
+    // IPVS takes the packet at LOCAL_IN priority 98, before nat INPUT (100) and the conntrack
+    // confirmation, so the source NAT binding is still open: POSTROUTING's nat rules run.
+    nb.ct.confirmed = false;
+    nb.ct.srcNatDone = false;
     step(nb, 'ipvs', c.note);
     routeDecision(ctx.env, nb, true);
     const after = runHookAndConfirm(ctx, [nb], 'POSTROUTING');

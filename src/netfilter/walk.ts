@@ -103,6 +103,7 @@ export function walkTable(env: Env, b0: Branch, tableName: TableName, hook: stri
         // Follow both: the rule matched, and it did not.
         const other = fork(b);
         uncertainty(other, tableName, chain.name, rule, `${unknownWhy}; assumed it does not match`);
+        other.path.push({ kind: 'not-taken', table: tableName, chain: chain.name, line: rule.line, rule: rule.text, effect: 'assumed not to match (un-modelled)', hook });
         work.push({ b: other, stack: stack.map((f) => ({ ...f })) });
         uncertainty(b, tableName, chain.name, rule, `${unknownWhy}; assumed it matches`);
       }
