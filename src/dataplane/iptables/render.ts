@@ -58,6 +58,8 @@ export interface RenderOptions {
   nodeLabels?: Record<string, string>;
   /** Feature gate PreferSameTrafficDistribution (node hints). Default true. */
   preferSameNode?: boolean;
+  /** Overrides large-cluster mode (kproxy run re-renders only changed services and passes the whole cluster's mode). */
+  largeClusterMode?: boolean;
 }
 
 const KUBE_SERVICES = 'KUBE-SERVICES';
@@ -275,7 +277,7 @@ export function renderFamily(state: ClusterState, opts: RenderOptions, family: I
   const epMap = buildEndpointsMap(state.endpointSlices, svcPorts, family, opts.nodeName);
   let endpointCount = 0;
   for (const key of svcPorts.keys()) endpointCount += epMap.get(key)?.length ?? 0;
-  const largeClusterMode = endpointCount > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
+  const largeClusterMode = opts.largeClusterMode ?? endpointCount > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
 
   // Fixed chains, declared in upstream's order.
   const filterFixed: ChainMap = new Map();

@@ -4,10 +4,11 @@
 import type { ClusterState, IPFamily } from '../../k8s/types.js';
 import type { BackendOptions, FamilySyncReport, ProxyBackend } from '../backend.js';
 import type { PendingChanges } from '../../proxy/change-tracker.js';
-import { renderFamily, type RenderOptions } from './render.js';
+import type { RenderOptions } from './render.js';
 import { detectConntrackTCPBeLiberal, detectRandomFully } from './detect.js';
 import { iptablesTools, type IptablesTools } from './apply.js';
 import { IptablesSyncer, type SyncResult } from './sync.js';
+import { IncrementalRenderer } from './sync-render.js';
 import { Canary } from './canary.js';
 import { cleanupIptables } from './cleanup.js';
 import { cleanStaleUdp } from '../conntrack.js';
@@ -29,6 +30,7 @@ interface Family {
   tools: IptablesTools;
   syncer: IptablesSyncer;
   canary: Canary;
+  renderer: IncrementalRenderer;
 }
 
 export class IptablesBackend implements ProxyBackend {
@@ -42,7 +44,7 @@ export class IptablesBackend implements ProxyBackend {
     let fam = this.fams.get(f);
     if (!fam) {
       const tools = await iptablesTools(f, this.opts.iptablesBackend);
-      fam = { tools, syncer: new IptablesSyncer({ tools, log: this.opts.log.child({ family: f }) }), canary: new Canary(tools) };
+      fam = { tools, syncer: new IptablesSyncer({ tools, log: this.opts.log.child({ family: f }) }), canary: new Canary(tools), renderer: new IncrementalRenderer(f) };
       this.fams.set(f, fam);
     }
     return fam;
@@ -90,8 +92,8 @@ export class IptablesBackend implements ProxyBackend {
     for (const f of this.opts.families) {
       const fam = await this.family(f);
       const t0 = Date.now();
-      const rs = renderFamily(state, ropts, f);
       const isFull = full || fam.syncer.needsFull;
+      const rs = isFull ? fam.renderer.full(state, ropts) : fam.renderer.partial(state, ropts, changes.since.keys());
       if (isFull) await fam.canary.ensure().catch(() => {});
       let res: SyncResult;
       try {

@@ -108,6 +108,7 @@ export function looseKey(line: string): string {
     let m = HOST32.exec(t) ?? HOST128.exec(t);
     if (m) t = m[1]!;
     if (DECIMAL.test(t)) t = Number(t).toFixed(4);
+    if (t.includes('0x')) t = t.replace(/0x0*([0-9a-f]+)/gi, (_, h: string) => `0x${h.toLowerCase()}`);
     out.push(t);
   }
   // Keep "-A CHAIN" first; the rest as a multiset of option groups

@@ -7,6 +7,7 @@ import type { IptablesRuleset, JumpRule, TableName } from './model.js';
 import {
   emptyTables,
   fullTables,
+  isServiceChain,
   planLines,
   planSync,
   serviceChains,
@@ -25,6 +26,12 @@ export interface SyncOptions {
   full: boolean;
   /** For a partial sync: the service port keys whose services or endpoints changed. */
   changed?: ReadonlySet<string>;
+  /**
+   * Full syncs only: compare every rule the kernel holds with the desired one
+   * (default: on the first sync, to adopt rules left by an earlier run; later
+   * full syncs compare chain sets and rule counts).
+   */
+  verify?: boolean;
 }
 
 export interface SyncResult {
@@ -50,6 +57,8 @@ export interface SyncerConfig {
    */
   stageLines?: number;
   log?: Logger;
+  /** Replaces the kernel (unit tests): how to run a restore payload and read iptables-save. */
+  kernel?: { restore(payload: string): Promise<void>; save(): Promise<string> };
 }
 
 /** Quotes an argument for an iptables-restore line the way upstream's payloads do. */
@@ -70,9 +79,11 @@ export class IptablesSyncer {
   private last: IptablesRuleset | null = null;
   /** Our rule text → the kernel's re-serialization, learned on full syncs. */
   private savedForm = new Map<string, string>();
+  private readonly kernel: { restore(payload: string): Promise<void>; save(): Promise<string> };
 
   constructor(cfg: SyncerConfig) {
     this.tools = cfg.tools;
+    this.kernel = cfg.kernel ?? { restore: (p) => restore(cfg.tools, p), save: () => save(cfg.tools) };
     this.stageLines = cfg.stageLines ?? (cfg.tools.backend === 'nft' ? 20_000 : Infinity);
     this.log = cfg.log ?? rootLog.child({ component: 'iptables-sync', family: cfg.tools.family });
   }
@@ -99,10 +110,10 @@ export class IptablesSyncer {
     let desired: Tables;
     let jumpLines: string[] = [];
     if (full) {
-      const text = await save(this.tools);
+      const text = await this.kernel.save();
       const parsed = parseSave(text);
       desired = fullTables(rs);
-      const kernel = this.reconcile(parsed, desired);
+      const kernel = this.reconcile(parsed, desired, opts.verify ?? this.last === null);
       plan = planSync({ current: kernel, desired, key: looseKey });
       jumpLines = missingJumps(rs.jumps, parsed);
     } else {
@@ -138,7 +149,7 @@ export class IptablesSyncer {
     let restores = 0;
     try {
       for (const p of payloads) {
-        await restore(this.tools, p);
+        await this.kernel.restore(p);
         restores++;
       }
     } catch (e) {
@@ -187,14 +198,14 @@ export class IptablesSyncer {
    * replaced by our own text (so it counts as unchanged). A chain that does
    * not match keeps the kernel's text and gets diffed loosely.
    */
-  private reconcile(parsed: ReturnType<typeof parseSave>, desired: Tables): Tables {
+  private reconcile(parsed: ReturnType<typeof parseSave>, desired: Tables, verify: boolean): Tables {
     const kernel = emptyTables();
     const learned = new Map<string, string>();
     for (const t of TABLES) {
       const saved = parsed[t]?.chains ?? new Map<string, string[]>();
       for (const [name, rules] of saved) {
         const want = desired[t].get(name);
-        if (want && this.matches(rules, want, learned)) kernel[t].set(name, want);
+        if (want && this.matches(rules, want, learned, verify || !isServiceChain(name))) kernel[t].set(name, want);
         else kernel[t].set(name, rules);
       }
     }
@@ -202,8 +213,20 @@ export class IptablesSyncer {
     return kernel;
   }
 
-  private matches(saved: string[], want: string[], learned: Map<string, string>): boolean {
+  private matches(saved: string[], want: string[], learned: Map<string, string>, verify: boolean): boolean {
     if (saved.length !== want.length) return false;
+    if (!verify) {
+      // Periodic full syncs trust a service chain whose rule count is right (and
+      // whose rules match the forms learned when it was last verified):
+      // comparing every rule of a 400k-rule table loosely costs seconds. The
+      // shared chains, the entry points, are always compared rule by rule.
+      for (let i = 0; i < want.length; i++) {
+        const known = this.savedForm.get(want[i]!);
+        if (known !== undefined && known !== saved[i]) return false;
+      }
+      for (let i = 0; i < want.length; i++) learned.set(want[i]!, saved[i]!);
+      return true;
+    }
     for (let i = 0; i < want.length; i++) {
       const w = want[i]!;
       const s = saved[i]!;
