@@ -781,7 +781,7 @@ export function parseObject(raw: unknown, origin: ParseOrigin): ParseResult {
       const nsText = typeof ns === 'string' ? (isDNS1123Label(ns) ? ns : quote(ns)) + '/' : '';
       ctx.object = nsText + (isDNS1123Subdomain(n) ? n : quote(n));
     }
-    ctx.warn('kind', `kind ${kind} is not used by kproxy (it reads ${Object.keys(KNOWN_KINDS).join(', ')}); ignored`);
+    ctx.warn(undefined, `kind ${kind} is not used by kproxy (it reads ${Object.keys(KNOWN_KINDS).join(', ')}); ignored`);
     return { kind, warnings: ctx.warnings };
   }
   // Items of an API list response carry no apiVersion; accept that, refuse other versions.
