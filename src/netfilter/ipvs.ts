@@ -22,8 +22,12 @@
 import { createScheduler, isSchedulerName, type SchedServer } from '../dataplane/schedulers/index.js';
 import { joinHostPort } from '../util/ip.js';
 import { parseAddr } from './addr.js';
-import { findIpvsService, type IpvsDest, type IpvsService, type IpvsTable } from './ipvs-parse.js';
+import { findIpvsService, parseIpvsadm, type IpvsDest, type IpvsService, type IpvsTable } from './ipvs-parse.js';
+import { inferLocalAddresses } from './infer.js';
+import type { Ruleset } from './ruleset.js';
+import type { TraceRequest } from './simulate.js';
 import type { LocalDeliveryChoice, Packet } from './state.js';
+import { DUMMY_DEVICE } from '../dataplane/ipvs/names.js';
 
 export interface IpvsChoice {
   dest: IpvsDest;
@@ -221,4 +225,25 @@ export function ipvsLocalDelivery(model: IpvsModel, onDecision?: (d: IpvsDecisio
       return { probability: c.probability, dst, dport: c.dest.port, note: choiceNote(d, c) };
     });
   };
+}
+
+/**
+ * Wires an ipvsadm dump into a trace request (`kproxy trace --ipvs FILE`): the
+ * virtual addresses become local addresses (kube-ipvs0 carries the VIPs,
+ * NodePort services sit on node IPs) and locally delivered packets go through
+ * the IPVS model. Returns a function giving the model's notes after the trace.
+ */
+export function withIpvs(req: TraceRequest, rs: Ruleset, text: string, source: string): () => string[] {
+  const model = ipvsModel(parseIpvsadm(text, source));
+  const given = req.localIps ?? [];
+  const known = given.length > 0 ? given : inferLocalAddresses(rs).map((i) => i.addr.text);
+  const knownAddrs = new Set(known.map((x) => x.split('@')[0]));
+  const extra = model.addresses.filter((a) => (a.includes(':') ? 6 : 4) === rs.family && !knownAddrs.has(a)).map((a) => `${a}@${DUMMY_DEVICE}`);
+  req.localIps = [...known, ...extra];
+  const notes: string[] = [];
+  req.localDelivery = ipvsLocalDelivery(model, (d) => {
+    for (const n of [`IPVS ${d.serviceLabel}: ${d.kind === 'distribution' ? 'shares of new connections' : d.kind === 'exact' ? 'the exact real server' : 'no real server'}`, ...d.notes])
+      if (!notes.includes(n)) notes.push(n);
+  });
+  return () => notes;
 }
