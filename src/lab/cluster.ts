@@ -288,6 +288,24 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
       }
       save();
     }
+    if (mode === 'run') {
+      // Return once every node is programmed: upstream's layout ends KUBE-SERVICES with the KUBE-NODEPORTS jump,
+      // so its presence means the first sync is in the kernel.
+      for (const n of state.nodes) {
+        say(`waiting for kproxy on ${n.name} to program its first sync`);
+        await waitFor(
+          `kproxy on ${n.name} to program iptables (log: ${n.kproxyLog})`,
+          async () => {
+            const r = await exec('ip', ['netns', 'exec', n.netns, 'iptables', '-w', '5', '-t', 'nat', '-S', 'KUBE-SERVICES'], { allowFail: true });
+            return r.code === 0 && r.stdout.includes('-j KUBE-NODEPORTS');
+          },
+          90_000,
+          200,
+        ).catch((e: Error) => {
+          throw new Error(`${e.message}\n${readFileSync(n.kproxyLog!, 'utf8').trim().split('\n').slice(-5).join('\n')}`);
+        });
+      }
+    }
     return state;
   } catch (e) {
     await teardown(state, topo.namespaces.map((n) => n.name)).catch(() => undefined);
@@ -386,10 +404,13 @@ export function formatTopology(state: LabState): string {
   lines.push('Get in:');
   const n0 = state.nodes[0]!;
   const p0 = state.pods[0];
-  lines.push(`  ip netns exec ${n0.netns} iptables-save -t nat          # the rules kproxy wrote on ${n0.name}`);
-  if (p0) lines.push(`  kproxy lab exec ${p0.name} -- ip addr                    # inside a pod`);
-  lines.push(`  kproxy lab curl client http://${n0.ip}:<nodePort>/        # from outside`);
-  lines.push(`  kproxy lab down${state.name === 'kproxy' ? '' : ` --name ${state.name}`}`);
+  const nameOpt = state.name === 'kproxy' ? '' : ` --name ${state.name}`;
+  const cmds: [string, string][] = [[`ip netns exec ${n0.netns} iptables-save -t nat`, `the rules kproxy wrote on ${n0.name}`]];
+  if (p0) cmds.push([`kproxy lab exec${nameOpt} ${p0.name} -- ip addr`, 'a shell command inside a pod']);
+  cmds.push([`kproxy lab curl${nameOpt} client http://${n0.ip}:<nodePort>/ -n 10`, 'from outside the cluster: which pod answers']);
+  cmds.push([`kproxy lab down${nameOpt}`, 'remove it all']);
+  const w = Math.max(...cmds.map(([c]) => c.length)) + 2;
+  for (const [c, why] of cmds) lines.push(`  ${c.padEnd(w)}# ${why}`);
   lines.push('');
   lines.push(`kproxy reads ${state.generated} (pod IPs filled in): edit it and the nodes follow.`);
   for (const n of state.notes) lines.push(`note: ${n}`);
