@@ -40,6 +40,7 @@ export interface RunCliOptions {
   dns?: string | boolean;
   v?: string;
   verbose?: number;
+  ipvsScheduler?: string;
 }
 
 function durationFlag(flag: string, v: string | undefined): number | undefined {
@@ -127,6 +128,9 @@ export async function runAgent(o: RunCliOptions): Promise<void> {
   }
   settings.minSyncPeriodMs = minSync;
   settings.syncPeriodMs = syncPeriod;
+  // --ipvs-scheduler (or the config's ipvs.scheduler) for ipvs and userspace modes, which read settings.ipvsScheduler.
+  const ipvsScheduler = o.ipvsScheduler ?? (typeof config?.ipvs?.scheduler === 'string' ? config.ipvs.scheduler : undefined);
+  if (ipvsScheduler !== undefined) (settings as typeof settings & { ipvsScheduler?: string }).ipvsScheduler = ipvsScheduler;
   const families = familiesOf(settings.nodeIPs);
   if (!settings.nodeIPs.length) {
     log.warn('no node IPs (no Node object named like this host, no --node-ip): NodePorts match every local address', {
@@ -201,6 +205,7 @@ export function register(program: Command): void {
     .option('--hostname-override <name>', "this node's name (default: the host name)")
     .option('--node-ip <ip[,ip]>', "this node's IP(s) (default: from its Node object)")
     .option('--proxy-mode <mode>', 'iptables (default), ipvs, userspace')
+    .option('--ipvs-scheduler <name>', 'scheduler for ipvs and userspace modes: rr (default), wrr, lc, wlc, sed, nq, dh, sh, mh')
     .option('--iptables-backend <b>', 'auto (what `iptables -V` says), nft or legacy', 'auto')
     .option('--cluster-cidr <cidr[,cidr]>', 'pod CIDR(s), to tell pod traffic from external traffic')
     .option('--detect-local-mode <mode>', 'ClusterCIDR | NodeCIDR | BridgeInterface | InterfaceNamePrefix')

@@ -68,16 +68,14 @@ test('the kernel check agrees with /proc and with a direct dummy probe', async (
   assert.equal(support.problems.length, (support.ipvs ? 0 : 1) + (support.dummy ? 0 : 1));
 });
 
-test('run --proxy-mode ipvs with an unknown --ipvs-scheduler (via KPROXY_IPVS_SCHEDULER) is refused listing the valid schedulers', async () => {
+test('run --proxy-mode ipvs with an unknown --ipvs-scheduler is refused at start, listing the valid schedulers', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'kp-ipvs-'));
   try {
     await copyFile(fixture, join(dir, 'node.yaml'));
-    process.env.KPROXY_IPVS_SCHEDULER = 'nope';
-    const r = await runFor(['run', '--proxy-mode', 'ipvs', '--manifests', dir, '--hostname-override', 'node-a', '--healthz-bind-address', '127.0.0.1:0', '--metrics-bind-address', '127.0.0.1:0'], 20_000);
+    const r = await runFor(['run', '--proxy-mode', 'ipvs', '--ipvs-scheduler', 'nope', '--manifests', dir, '--hostname-override', 'node-a', '--healthz-bind-address', '127.0.0.1:0', '--metrics-bind-address', '127.0.0.1:0'], 20_000);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /unknown scheduler "nope"; valid schedulers: rr, wrr, lc, wlc, sed, nq, dh, sh, mh/);
+    assert.match(r.stderr, /--ipvs-scheduler: unknown scheduler "nope"; valid schedulers: rr, wrr, lc, wlc, sed, nq, dh, sh, mh/);
   } finally {
-    delete process.env.KPROXY_IPVS_SCHEDULER;
     await rm(dir, { recursive: true, force: true });
   }
 });
