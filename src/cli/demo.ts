@@ -127,8 +127,10 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     out(formatRequests(requests) + '\n\n');
     out(formatSpread(tally(requests), pods) + '\n\n');
     out(
-      'The pod saw the NodePort client as the node (masqueraded: KUBE-MARK-MASQ then MASQUERADE in KUBE-POSTROUTING),\n' +
-        'and ClusterIP callers with their own address. See the rules: kproxy render ' + opts.manifests + '\n',
+      'A pod calling the ClusterIP keeps its own address. The node and the outside client are masqueraded\n' +
+        '(KUBE-MARK-MASQ, then MASQUERADE in KUBE-POSTROUTING): the pod sees the address the packet leaves by,\n' +
+        `cni0's ${node.gateway} on the same node, ${node.ip} across nodes; a pod reaching itself is masqueraded too.\n` +
+        `The rules: kproxy render ${opts.manifests} --hostname-override ${node.name}\n`,
     );
     return { mode: 'namespaces', requests };
   } finally {
