@@ -3,6 +3,7 @@
 // HTTP status and as an ERROR event), event creation, and knobs to drop
 // connections or go down and come back. No real kube-apiserver can run here.
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -44,6 +45,14 @@ export interface RequestLog {
   method: string;
   path: string;
   query: Record<string, string>;
+  authorization?: string;
+}
+
+export interface FakeApiServerOptions {
+  /** Serve HTTPS with this key and certificate (the kubeconfig then carries `ca` as certificate-authority-data). */
+  tls?: { key: string; cert: string; ca: string };
+  /** Refuse requests without this bearer token (401). */
+  token?: string;
 }
 
 /** Label selector subset: key, !key, key=value, key==value, key!=value (comma = AND). */
@@ -88,8 +97,10 @@ export class FakeApiServer {
   /** Watches to refuse with 410 regardless of their resourceVersion (count). */
   private forceGone = 0;
 
+  constructor(private readonly opts: FakeApiServerOptions = {}) {}
+
   get url(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return `${this.opts.tls ? 'https' : 'http'}://127.0.0.1:${this.port}`;
   }
 
   get resourceVersion(): string {
@@ -97,8 +108,9 @@ export class FakeApiServer {
   }
 
   async start(): Promise<string> {
-    const server = http.createServer((req, res) => this.handle(req, res));
-    server.on('connection', (s) => {
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => this.handle(req, res);
+    const server = this.opts.tls ? https.createServer({ key: this.opts.tls.key, cert: this.opts.tls.cert }, handler) : http.createServer(handler);
+    server.on('connection', (s: Socket) => {
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
     });
@@ -134,11 +146,13 @@ export class FakeApiServer {
         '- name: fake',
         '  cluster:',
         `    server: ${this.url}`,
-        '    insecure-skip-tls-verify: true',
+        this.opts.tls
+          ? `    certificate-authority-data: ${Buffer.from(this.opts.tls.ca).toString('base64')}`
+          : '    insecure-skip-tls-verify: true',
         'users:',
         '- name: tester',
         '  user:',
-        '    token: test-token',
+        `    token: ${this.opts.token ?? 'test-token'}`,
         'contexts:',
         '- name: fake',
         '  context: {cluster: fake, user: tester}',
@@ -217,6 +231,15 @@ export class FakeApiServer {
     this.watches.clear();
   }
 
+  /** Sends an in-stream ERROR event with another code (e.g. 500) to every open watch and closes it. */
+  errorOpenWatches(code: number): void {
+    for (const w of this.watches) {
+      w.res.write(JSON.stringify({ type: 'ERROR', object: { kind: 'Status', apiVersion: 'v1', status: 'Failure', message: 'internal error', reason: 'InternalError', code } }) + '\n');
+      w.res.end();
+    }
+    this.watches.clear();
+  }
+
   bookmark(): void {
     for (const w of this.watches) {
       if (!w.bookmarks) continue;
@@ -258,7 +281,9 @@ export class FakeApiServer {
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://x');
     const query = Object.fromEntries(url.searchParams);
-    this.requests.push({ method: req.method ?? 'GET', path: url.pathname, query });
+    const authorization = req.headers.authorization;
+    this.requests.push({ method: req.method ?? 'GET', path: url.pathname, query, ...(authorization ? { authorization } : {}) });
+    if (this.opts.token && authorization !== `Bearer ${this.opts.token}`) return this.status(res, 401, 'Unauthorized', 'Unauthorized');
     const ev = /^\/apis\/events\.k8s\.io\/v1\/namespaces\/([^/]+)\/events$/.exec(url.pathname);
     if (ev && req.method === 'POST') {
       let body = '';

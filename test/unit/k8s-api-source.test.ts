@@ -5,6 +5,7 @@ import { waitFor } from '../../src/lab/netns.js';
 import { logger, type Logger } from '../../src/util/log.js';
 import type { ClusterState, InputWarning } from '../../src/k8s/types.js';
 import { FakeApiServer, labelSelectorMatches } from '../support/k8s-fake-apiserver.js';
+import { TEST_CA_CERT, TEST_SERVER_CERT, TEST_SERVER_KEY } from '../support/k8s-test-certs.js';
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => quiet };
 void logger;
@@ -344,5 +345,53 @@ test('buildKubeConfig: --master overrides the kubeconfig server; http needs no T
     await src.stop();
   } finally {
     await server.stop();
+  }
+});
+
+test('HTTPS with the kubeconfig CA and a bearer token; a wrong token is retried, not fatal', async () => {
+  const server = new FakeApiServer({ tls: { key: TEST_SERVER_KEY, cert: TEST_SERVER_CERT, ca: TEST_CA_CERT }, token: 's3cret' });
+  await server.start();
+  server.apply('services', svc('web', '10.96.0.1'));
+  const source = new ApiSource({ kubeconfig: server.writeKubeconfig(), nodeName: 'node-a', logger: quiet, backoffInitialMs: 50 });
+  try {
+    assert.match(server.url, /^https:/);
+    await source.start();
+    assert.deepEqual(names(source.current()), ['default/web']);
+    assert.ok(server.requests.length >= 3 && server.requests.every((r) => r.authorization === 'Bearer s3cret'));
+    await waitFor('watches open', () => server.openWatchCount() === 3, 5000, 10);
+  } finally {
+    await source.stop();
+  }
+  // The same server, a kubeconfig with a wrong token: 401s are retried with backoff until stop().
+  const bad = new FakeApiServer({ tls: { key: TEST_SERVER_KEY, cert: TEST_SERVER_CERT, ca: TEST_CA_CERT }, token: 'other' });
+  await bad.start();
+  const kubeconfig = bad.writeKubeconfig();
+  await bad.stop();
+  const wrong = new ApiSource({ kubeconfig, master: server.url, nodeName: 'node-a', logger: quiet, backoffInitialMs: 20, backoffMaxMs: 40 });
+  const started = wrong.start();
+  started.catch(() => {});
+  try {
+    await waitFor('401s retried', () => server.requests.filter((r) => r.authorization === 'Bearer other').length >= 6, 5000, 10);
+    assert.equal(wrong.synced, false);
+  } finally {
+    await wrong.stop();
+    await assert.rejects(started, /stopped before its first sync/);
+    await server.stop();
+  }
+});
+
+test('a non-410 ERROR event on a watch → restart with backoff, from the last resourceVersion (no relist)', async () => {
+  const h = await harness((s) => s.apply('services', svc('web', '10.96.0.1')));
+  try {
+    await waitFor('watches open', () => h.server.openWatchCount() === 3, 5000, 10);
+    const lists = h.server.requests.filter((r) => !r.query.watch).length;
+    h.server.errorOpenWatches(500);
+    await waitFor('disconnected', () => h.connected.includes(false), 5000, 10);
+    h.server.apply('services', svc('api', '10.96.0.2'));
+    await waitFor('caught up', () => names(h.latest()).includes('default/api'), 5000, 10);
+    assert.equal(h.server.requests.filter((r) => !r.query.watch).length, lists, 'resumed from its resourceVersion');
+    assert.equal(h.connected[h.connected.length - 1], true);
+  } finally {
+    await done(h);
   }
 });
