@@ -30,23 +30,42 @@ interface Conn {
   endpoint: EndpointState;
 }
 
-function dial(ep: EndpointState, timeoutMs: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const s = connect({ host: ep.ip, port: ep.port, allowHalfOpen: true, noDelay: true });
-    const timer = setTimeout(() => {
-      s.destroy();
-      reject(new Error(`dial ${ep.key}: timed out after ${timeoutMs} ms`));
-    }, timeoutMs);
-    s.once('connect', () => {
-      clearTimeout(timer);
-      s.removeAllListeners('error');
-      resolve(s);
-    });
-    s.once('error', (e) => {
-      clearTimeout(timer);
-      s.destroy();
-      reject(new Error(`dial ${ep.key}: ${e.message}`));
-    });
+/** Dials an endpoint; `done` gets the connected socket or the reason it failed. Callbacks, not promises: this is the hot path. */
+function dial(ep: EndpointState, timeoutMs: number, done: (err: Error | undefined, s?: Socket) => void): void {
+  const s = connect({ host: ep.ip, port: ep.port, allowHalfOpen: true, noDelay: true });
+  const timer = setTimeout(() => {
+    s.destroy();
+    done(new Error(`dial ${ep.key}: timed out after ${timeoutMs} ms`));
+  }, timeoutMs);
+  const onError = (e: Error): void => {
+    clearTimeout(timer);
+    s.destroy();
+    done(new Error(`dial ${ep.key}: ${e.message}`));
+  };
+  s.once('error', onError);
+  s.once('connect', () => {
+    clearTimeout(timer);
+    s.off('error', onError);
+    done(undefined, s);
+  });
+}
+
+/**
+ * Copies src to dst with backpressure, then passes the FIN on (half-close).
+ * The same as src.pipe(dst), without the stream bookkeeping pipe() adds per connection.
+ */
+function forward(src: Socket, dst: Socket): void {
+  const resume = (): void => {
+    src.resume();
+  };
+  src.on('data', (chunk: Buffer) => {
+    if (!dst.write(chunk)) {
+      src.pause();
+      dst.once('drain', resume);
+    }
+  });
+  src.on('end', () => {
+    if (!dst.destroyed) dst.end();
   });
 }
 
@@ -81,40 +100,42 @@ export class TcpPortProxy {
     this.server.close();
   }
 
-  private async handle(client: Socket): Promise<void> {
+  private handle(client: Socket): void {
     client.on('error', () => {
-      /* reported through close; the backend side is torn down below */
+      /* reported through close; the backend side is torn down in splice */
     });
     const srcIP = client.remoteAddress ?? '0.0.0.0';
     const srcPort = client.remotePort;
     const failed = new Set<string>();
-    let backend: Socket | undefined;
-    let ep: EndpointState | undefined;
-    for (let i = 0; i < this.opts.dialTimeoutsMs.length && !this.closed; i++) {
+    const attempt = (i: number): void => {
+      if (i >= this.opts.dialTimeoutsMs.length || this.closed || client.destroyed) return this.reject(client, srcIP, srcPort);
       // After a failure: no affinity (upstream sessionAffinityReset) and not the endpoints that failed,
       // unless every endpoint has failed, when the next try gets a longer timeout on any of them.
       if (failed.size >= this.lb.endpointCount) failed.clear();
-      ep = this.lb.pick({ srcIP, srcPort, dstIP: this.opts.dstIP, resetAffinity: i > 0, exclude: failed });
-      if (!ep) break;
-      try {
-        backend = await dial(ep, this.opts.dialTimeoutsMs[i]!);
-        break;
-      } catch (e) {
-        this.opts.counters.dialFailed(ep.key);
-        this.opts.log.info('dial failed, trying another endpoint', { service: this.lb.key, endpoint: ep.key, attempt: i + 1, err: e as Error });
-        failed.add(ep.key);
-        ep = undefined;
-      }
-    }
-    if (!backend || !ep || client.destroyed) {
-      backend?.destroy();
-      this.opts.counters.rejected();
-      this.opts.log.info('no endpoint could take the connection; resetting it', { service: this.lb.key, client: `${srcIP}:${srcPort}` });
-      if (!client.destroyed) client.resetAndDestroy();
-      return;
-    }
-    this.opts.counters.accepted();
-    this.splice({ client, backend, endpoint: ep });
+      const ep = this.lb.pick({ srcIP, srcPort, dstIP: this.opts.dstIP, resetAffinity: i > 0, exclude: failed });
+      if (!ep) return this.reject(client, srcIP, srcPort);
+      dial(ep, this.opts.dialTimeoutsMs[i]!, (err, backend) => {
+        if (err || !backend) {
+          this.opts.counters.dialFailed(ep.key);
+          this.opts.log.info('dial failed, trying another endpoint', { service: this.lb.key, endpoint: ep.key, attempt: i + 1, err });
+          failed.add(ep.key);
+          return attempt(i + 1);
+        }
+        if (client.destroyed) {
+          backend.destroy();
+          return;
+        }
+        this.opts.counters.accepted();
+        this.splice({ client, backend, endpoint: ep });
+      });
+    };
+    attempt(0);
+  }
+
+  private reject(client: Socket, srcIP: string, srcPort: number | undefined): void {
+    this.opts.counters.rejected();
+    this.opts.log.info('no endpoint could take the connection; resetting it', { service: this.lb.key, client: `${srcIP}:${srcPort}` });
+    if (!client.destroyed) client.resetAndDestroy();
   }
 
   private splice(conn: Conn): void {
@@ -150,8 +171,8 @@ export class TcpPortProxy {
     backend.on('error', () => {
       if (!client.destroyed) client.resetAndDestroy();
     });
-    client.pipe(backend);
-    backend.pipe(client);
+    forward(client, backend);
+    forward(backend, client);
     client.resume();
   }
 
