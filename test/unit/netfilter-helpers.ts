@@ -1,6 +1,9 @@
 // Small hand-written dumps for the netfilter unit tests.
 import { parseSave } from '../../src/netfilter/parse-save.js';
 import { trace, type TraceRequest, type TraceResult, type Outcome } from '../../src/netfilter/simulate.js';
+import { restorePayload } from '../../src/dataplane/iptables/payload.js';
+import type { IptablesRuleset } from '../../src/dataplane/iptables/model.js';
+import { quoteIfNeeded } from '../../src/netfilter/parse-rule.js';
 import { BUILTIN_CHAINS, isTableName, type Ruleset } from '../../src/netfilter/ruleset.js';
 
 /**
@@ -57,4 +60,11 @@ export function only(r: TraceResult): Outcome {
 
 export function effects(o: Outcome): string[] {
   return o.path.filter((s) => s.table).map((s) => `${s.table}/${s.chain}:${s.effect ?? s.rule}`);
+}
+
+/** A node's whole ruleset from the renderer: the restore payload plus the jumps kube-proxy `-I`s into the base chains. */
+export function nodeDump(rs: IptablesRuleset): string {
+  const payload = restorePayload(rs);
+  const jumps = (table: string) => rs.jumps.filter((j) => j.table === table).map((j) => `-I ${j.chain} 1 ${j.args.map(quoteIfNeeded).join(' ')}`);
+  return payload.replace(/^\*(filter|nat)\n/gm, (_m, t: string) => `*${t}\n${jumps(t).join('\n')}${jumps(t).length ? '\n' : ''}`);
 }
