@@ -311,6 +311,11 @@ class SpacedWatch extends Watch {
       done(err);
     };
     const onStop = (): void => finish(abortError());
+    if (this.signal.aborted) {
+      // stop() raced with the informer's re-watch: start nothing.
+      controller.abort();
+      return controller;
+    }
     this.signal.addEventListener('abort', onStop, { once: true });
     try {
       // A watch that ended cleanly at once, again: wait before the next one.

@@ -5,7 +5,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -136,6 +136,7 @@ export class FakeApiServer {
   /** Writes a kubeconfig for this server into a fresh temp dir; returns its path. */
   writeKubeconfig(): string {
     const dir = mkdtempSync(join(tmpdir(), 'kproxy-kubeconfig-'));
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
     const p = join(dir, 'config');
     writeFileSync(
       p,
