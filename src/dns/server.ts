@@ -303,7 +303,7 @@ export class DnsServer {
             extra.push({ name: a.name.toLowerCase(), type: a.type, ttl: a.ttl ?? this.ttl, data: a.data });
           }
         }
-        const p = this.encode(name, res.rcode === 'NXDOMAIN' ? 3 : 0, [...res.answers, ...extra], res.authorities, res.additionals);
+        const p = this.encode(msg, res.rcode === 'NXDOMAIN' ? 3 : 0, [...res.answers, ...extra], res.authorities, res.additionals);
         this.count(p.rcode);
         return buildResponse(msg, q, p, limit, true);
       });
@@ -318,15 +318,15 @@ export class DnsServer {
     res: { rcode: 'NOERROR' | 'NXDOMAIN'; answers: RR[]; authorities: RR[]; additionals: RR[] },
     limit: number,
   ): Buffer {
-    const p = this.encode(name, res.rcode === 'NXDOMAIN' ? 3 : 0, res.answers, res.authorities, res.additionals);
+    const p = this.encode(msg, res.rcode === 'NXDOMAIN' ? 3 : 0, res.answers, res.authorities, res.additionals);
     if (this.prepared.size >= MAX_CACHED) this.prepared.clear();
     this.prepared.set(q.key, p);
     this.count(p.rcode);
     return buildResponse(msg, q, p, limit, true);
   }
 
-  private encode(name: string, rcode: number, answers: RR[], authorities: RR[], additionals: RR[]): Prepared {
-    const w = new NameWriter(name);
+  private encode(qbuf: Buffer, rcode: number, answers: RR[], authorities: RR[], additionals: RR[]): Prepared {
+    const w = new NameWriter(qbuf);
     return prepare(
       rcode,
       true,

@@ -137,16 +137,26 @@ function skipName(buf: Buffer, off: number): number {
 
 /** Encodes names, compressing against the question name (which sits at offset 12 of every response). */
 export class NameWriter {
-  /** Suffix (lower-case) → offset in the message, for each label boundary of the question. */
+  /** Suffix (lower-case, dotted) → offset in the message, for each label boundary of the question. */
   private readonly suffixes = new Map<string, number>();
 
-  constructor(qname: string) {
-    if (qname === '') return;
-    const labels = qname.split('.');
+  /** `qbuf` is the query: offsets come from its wire labels, never from a re-escaped string. */
+  constructor(qbuf: Buffer) {
+    const starts: number[] = [];
+    const labels: string[] = [];
     let off = 12;
-    for (let i = 0; i < labels.length; i++) {
-      this.suffixes.set(labels.slice(i).join('.'), off);
-      off += 1 + labels[i]!.length;
+    while (off < qbuf.length && qbuf[off]! !== 0) {
+      starts.push(off);
+      labels.push(qbuf.toString('latin1', off + 1, off + 1 + qbuf[off]!).toLowerCase());
+      off += 1 + qbuf[off]!;
+    }
+    // Suffixes from the right; one with a label that is not plain LDH could be
+    // mistaken for a different split of the same text, so stop there.
+    let suffix = '';
+    for (let i = labels.length - 1; i >= 0; i--) {
+      if (!/^[a-z0-9_-]+$/.test(labels[i]!)) break;
+      suffix = suffix ? `${labels[i]}.${suffix}` : labels[i]!;
+      this.suffixes.set(suffix, starts[i]!);
     }
   }
 
