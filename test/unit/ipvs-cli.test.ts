@@ -40,3 +40,11 @@ test('an unknown --ipvs-scheduler is refused, listing the valid ones', () => {
   assert.match(r.stderr, /unknown scheduler "fastest"; valid schedulers: rr, wrr, lc, wlc, sed, nq, dh, sh, mh/);
   assert.equal(r.stdout, '');
 });
+
+test('render --proxy-mode ipvs of the fixture node matches the reviewed golden output byte for byte', async () => {
+  const { readFileSync } = await import('node:fs');
+  const golden = readFileSync(fileURLToPath(new URL('../../../test/fixtures/ipvs/node.expected.txt', import.meta.url)), 'utf8');
+  const r = kproxy('render', '--proxy-mode', 'ipvs', '--hostname-override', 'node-a', '--cluster-cidr', '10.244.0.0/16', '--random-fully', 'true', fixture);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout, golden);
+});

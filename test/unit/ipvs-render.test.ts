@@ -416,3 +416,22 @@ test('rendering is deterministic: service order in the input does not change the
   assert.equal(r1.ipsetRestore, r2.ipsetRestore);
   assert.equal(r1.iptablesRestore, r2.iptablesRestore);
 });
+
+test('no node IP for a NodePort: upstream skips the NodePort and the health check entry; IPv6 link-local node addresses are not NodePort addresses', () => {
+  const lb = svc('ns1', 'lb', (s) => {
+    s.type = 'LoadBalancer';
+    s.clusterIPs = ['10.20.30.41'];
+    s.ports = [port('p80', 'TCP', 80, 3001)];
+    s.externalTrafficPolicy = 'Local';
+    s.healthCheckNodePort = 30000;
+  });
+  const r = render(state([lb]), { nodeIPs: [] });
+  assert.deepEqual(setEntries(r, 'KUBE-NODE-PORT-TCP'), []);
+  assert.deepEqual(setEntries(r, 'KUBE-HEALTH-CHECK-NODE-PORT'), []);
+  assert.deepEqual(ipvsLines(r), ['-A -t 10.20.30.41:80 -s rr']);
+  const v6 = renderIpvs(
+    state([svc('ns1', 'np', (s) => { s.type = 'NodePort'; s.clusterIPs = ['fd00::1']; s.ports = [port('p', 'TCP', 80, 3001)]; })]),
+    { family: 'IPv6', nodeName: TEST_NODE, nodeIPs: ['fe80::1', '2001:db8::5'] },
+  );
+  assert.deepEqual(v6.nodePortAddresses, ['2001:db8::5']);
+});

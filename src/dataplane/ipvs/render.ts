@@ -122,8 +122,8 @@ function nodePortIPs(nodeIPs: string[], cidrs: string[] | undefined, family: IPF
     if (!p) throw new Error(`invalid --nodeport-addresses CIDR ${JSON.stringify(c)}`);
     return p;
   });
-  // Kubernetes' loopback and link-local addresses never count as node addresses here (isValidForSet).
-  const usable = nodeIPs.filter((ip) => !isLoopback(ip));
+  // Loopback and IPv6 link-local addresses never count as node addresses here (upstream isValidForSet).
+  const usable = nodeIPs.filter((ip) => !isLoopback(ip) && !(ip.includes(':') && cidrContains('fe80::/10', ip)));
   if (parsed.length === 0 || parsed.some((p) => p.prefix === 0)) return usable;
   return usable.filter((ip) => parsed.some((p) => cidrContains(p, ip)));
 }
@@ -256,7 +256,9 @@ export function renderIpvs(state: ClusterState, opts: IpvsRenderOptions): IpvsRe
       makeVS(sp, 'LoadBalancer', lb, sp.port, !nodeAddressSet.has(lb), sp.externalPolicyLocal);
     }
 
-    if (sp.nodePort !== 0 && npIPs.length > 0) {
+    // Upstream skips the rest of the service (its health check port too) when a NodePort has no node IP to sit on.
+    if (sp.nodePort !== 0 && npIPs.length === 0) continue;
+    if (sp.nodePort !== 0) {
       let set: string;
       let local: string;
       let entries: string[];
