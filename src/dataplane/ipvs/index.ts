@@ -23,6 +23,17 @@ export interface IpvsSettings {
   ipvsScheduler?: string;
 }
 
+/** Upstream's node addresses: every local address except those on kube-ipvs0 (GetAllLocalAddressesExcept). */
+export async function nodeAddressesExceptDummy(): Promise<string[]> {
+  try {
+    const r = await exec('ip', ['-j', 'addr', 'show']);
+    const links = JSON.parse(r.stdout) as { ifname?: string; addr_info?: { local?: string }[] }[];
+    return links.filter((l) => l.ifname !== DUMMY_DEVICE).flatMap((l) => (l.addr_info ?? []).map((a) => a.local ?? '')).filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
 /** Whether the nftables mode is built into this kproxy and the kernel has nf_tables. */
 async function nftablesUsable(): Promise<boolean> {
   if (!existsSync(new URL('../nftables/index.js', import.meta.url))) return false;
@@ -79,7 +90,11 @@ class IpvsBackend implements ProxyBackend {
     for (const family of this.opts.families) {
       const started = Date.now();
       try {
-        const r = renderIpvs(state, ipvsOptionsFromSettings(state, { settings: this.opts.settings, scheduler: this.scheduler, randomFully: this.randomFully }, family));
+        const o = ipvsOptionsFromSettings(state, { settings: this.opts.settings, scheduler: this.scheduler, randomFully: this.randomFully }, family);
+        // On the node itself, NodePorts sit on every local address (not only the configured node IPs), as upstream.
+        const local = await nodeAddressesExceptDummy();
+        o.nodeIPs = [...(o.nodeIPs ?? []), ...local].filter((ip, i, a) => a.indexOf(ip) === i);
+        const r = renderIpvs(state, o);
         await applyIpvs(r);
         reports.push({ family, ok: true, full: true, detail: { virtualServers: r.virtualServers.length, addresses: r.interfaceAddresses.length, ms: Date.now() - started } });
       } catch (e) {
