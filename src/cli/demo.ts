@@ -18,7 +18,7 @@ import {
   probeFrom,
   type LabState,
 } from '../lab/cluster.js';
-import { loadLabManifests } from '../lab/plan.js';
+import { loadLabManifests, planLab } from '../lab/plan.js';
 import { formatRequests, formatSpread, tally, type DemoRequest } from '../lab/demo-report.js';
 import { waitFor } from '../lab/netns.js';
 import type { Service } from '../k8s/types.js';
@@ -47,9 +47,13 @@ function pickService(services: Service[]): Service {
 }
 
 async function renderFallback(manifests: string, out: (s: string) => void): Promise<void> {
-  out(`Showing what kproxy would program instead (kproxy render ${manifests}):\n\n`);
+  // Render for the scenario's first node, as the namespaces version would have programmed it.
+  const plan = planLab(loadLabManifests(manifests));
+  const node = plan.nodes[0]!;
+  const args = ['render', manifests, '--hostname-override', node.name, '--node-ip', node.ip, '--cluster-cidr', plan.clusterCIDR];
+  out(`Showing what kproxy would program on node ${node.name} instead (kproxy ${args.join(' ')}):\n\n`);
   await new Promise<void>((resolve, reject) => {
-    const child = spawn(process.execPath, [kproxyMain, 'render', manifests], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [kproxyMain, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
     child.stdout.on('data', (d: Buffer) => out(d.toString()));
     child.on('error', reject);
     child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`kproxy render exited with ${code}`))));
@@ -88,13 +92,15 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     state = await labUp({ name, manifests: opts.manifests, progress: say });
     const node = state.nodes[0]!;
     const pods = state.pods.map((p) => p.name);
-    const how =
-      node.mode === 'run'
-        ? `kproxy run --manifests ${state.generated} (pid ${node.kproxyPid})`
-        : node.mode === 'render'
-          ? 'kproxy render | iptables-restore (kproxy run is not built)'
-          : 'nothing (no kproxy dataplane available)';
-    out(`  node      ${node.name} ${node.ip}, netns ${node.netns}, programmed by ${how}\n`);
+    for (const nd of state.nodes) {
+      const how =
+        nd.mode === 'run'
+          ? `kproxy run --manifests ${state.generated} (pid ${nd.kproxyPid})`
+          : nd.mode === 'render'
+            ? 'kproxy render | iptables-restore (kproxy run is not built)'
+            : 'nothing (no kproxy dataplane available)';
+      out(`  node      ${nd.name} ${nd.ip}, netns ${nd.netns}, programmed by ${how}\n`);
+    }
     for (const p of state.pods) out(`  pod       ${p.name} ${p.ip} on ${p.node}, serving ${p.tcp.map((x) => `${x}/tcp`).join(' ')}\n`);
     out(`  client    ${state.client.ip}, netns ${state.client.netns} (outside the cluster)\n`);
     out(

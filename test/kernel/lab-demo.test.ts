@@ -27,3 +27,15 @@ test('kproxy demo: pod→ClusterIP, node→ClusterIP and client→NodePort all a
   const leaked = [...after].filter((n) => !before.has(n) && n.startsWith('demo'));
   assert.deepEqual(leaked, []);
 });
+
+test('kproxy demo without root says why and prints the rendered rules of the scenario instead', async () => {
+  const r = await exec('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, kproxyMain, 'demo'], {
+    allowFail: true,
+    timeoutMs: 60_000,
+  });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^kproxy demo runs the hello-world Service in network namespaces, but creating network namespaces needs root/);
+  assert.match(r.stdout, /on node k8s-n-1 instead/);
+  assert.match(r.stdout, /^-A KUBE-NODEPORTS .*--dport 30001 -j KUBE-EXT-I6CTHWSTJGL5RHWT$/m);
+  assert.match(r.stdout, /^-A KUBE-SVC-I6CTHWSTJGL5RHWT .*-j KUBE-SEP-QUHE43Q3DGU3LTCX$/m);
+});
