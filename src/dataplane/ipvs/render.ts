@@ -188,7 +188,8 @@ export function renderIpvs(state: ClusterState, opts: IpvsRenderOptions): IpvsRe
       return n;
     })
     .filter((ip) => ipFamily(ip) === familyNum(family));
-  const nodeAddressSet = new Set(nodeAddrs);
+  // Upstream's node address set leaves out loopback and IPv6 link-local addresses (isValidForSet).
+  const nodeAddressSet = new Set(nodeAddrs.filter((ip) => !isLoopback(ip) && !(ip.includes(':') && cidrContains('fe80::/10', ip))));
   const primaryNodeIP = opts.nodeIP ? normalizeIP(opts.nodeIP) : nodeAddrs[0] ?? null;
   const ifNotLocal = localDetector(opts, family, node?.podCIDRs);
 
