@@ -53,6 +53,19 @@ export async function routeGet(ip: string): Promise<RouteAnswer> {
   return { ok: true, text, ...(dev ? { dev } : {}) };
 }
 
+/** The host-gw route to an endpoint: its node's pod CIDR via the node's address, when the cluster says both. */
+function routeFix(ip: string, state: ClusterState | undefined): string | undefined {
+  if (!state) return undefined;
+  const ep = state.endpointSlices.flatMap((s) => s.endpoints).find((e) => e.addresses.includes(ip) && e.nodeName);
+  const node = ep && state.nodes.find((n) => n.meta.name === ep.nodeName);
+  if (!node) return undefined;
+  const fam = ip.includes(':') ? 6 : 4;
+  const via = node.addresses.find((a) => a.type === 'InternalIP' && a.address.includes(':') === (fam === 6))?.address;
+  const cidr = node.podCIDRs.find((c) => cidrContains(c, ip));
+  if (!via || via === ip) return undefined;
+  return `ip route add ${cidr ?? ip} via ${via}`;
+}
+
 export interface ReachFacts {
   targets: DnatTarget[];
   state?: ClusterState;
@@ -69,11 +82,16 @@ export async function reachChecks(f: ReachFacts): Promise<CheckResult[]> {
   for (const n of f.state?.nodes ?? []) for (const a of n.addresses) nodeOf.set(normalizeIP(a.address) ?? a.address, n.meta.name);
   const results: CheckResult[] = [];
   const unreachable: string[] = [];
+  const routeFixes: string[] = [];
   const strangers: string[] = [];
   for (const t of f.targets) {
     const where = `${t.ip}${t.port ? `:${t.port}` : ''} (${t.service ?? t.chain}, nat ${t.chain} line ${t.line})`;
     const r = await f.route(t.ip);
-    if (!r.ok) unreachable.push(`${where}: ip route get → ${r.text || 'no route'}`);
+    if (!r.ok) {
+      unreachable.push(`${where}: ip route get → ${r.text || 'no route'}`);
+      const fix = routeFix(t.ip, f.state);
+      if (fix && !routeFixes.includes(fix)) routeFixes.push(fix);
+    }
     const inPodCIDR = podCIDRs.some((c) => cidrContains(c, t.ip));
     if (!inPodCIDR && !nodeOf.has(t.ip) && !f.localIPs.includes(t.ip) && (f.state || podCIDRs.length))
       strangers.push(`${where}: neither in a pod CIDR (${podCIDRs.join(', ') || 'none known'}) nor any known node's address`);
@@ -85,7 +103,9 @@ export async function reachChecks(f: ReachFacts): Promise<CheckResult[]> {
           title: 'every DNAT destination has a route',
           status: 'fail',
           evidence: unreachable,
-          fix: 'add the route to that pod network (the CNI or overlay route to the node that hosts it), e.g. ip route add <pod CIDR of that node> via <that node\'s IP>',
+          fix: routeFixes.length
+            ? routeFixes.join(' && ')
+            : "add the route to that pod network (the CNI or overlay route to the node that hosts it): ip route add <that node's pod CIDR> via <that node's IP>",
         }
       : { id: 'reach.routes', title: 'every DNAT destination has a route', status: 'ok', evidence: [`${f.targets.length} destination(s) routable`] },
   );
