@@ -121,7 +121,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     const n = opts.requests;
     const requests: DemoRequest[] = [];
     const run = async (from: string, label: string, url: string, to: string) => {
-      for (const r of await probeFrom(state!, from, url, n)) {
+      for (const r of await probeFrom(state!, from, url, n, 5000)) {
         requests.push({ from: label, to, ok: r.ok, answer: r.ok ? r.answer! : r.error ?? 'failed' });
       }
     };

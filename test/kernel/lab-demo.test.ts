@@ -11,7 +11,7 @@ async function netnsList(): Promise<Set<string>> {
 
 test('kproxy demo: pod→ClusterIP, node→ClusterIP and client→NodePort all answered by hello-world pods, then cleaned up', async () => {
   const before = await netnsList();
-  const r = await exec(process.execPath, [kproxyMain, 'demo', '--requests', '6'], { allowFail: true, timeoutMs: 150_000 });
+  const r = await exec(process.execPath, [kproxyMain, 'demo', '--requests', '6'], { allowFail: true, timeoutMs: 240_000 });
   const out = r.stdout;
   assert.equal(r.code, 0, `demo failed:\n${out}\n${r.stderr}`);
   const rows = out.split('\n').filter((l) => /^\s+\d+\s+(pod|node|client) /.test(l));
