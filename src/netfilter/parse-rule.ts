@@ -113,6 +113,10 @@ const TWO_ARGS = new Set(['tcp-flags', 'match-set', 'to']);
 const PROTOS = new Set(['tcp', 'udp', 'udplite', 'sctp', 'dccp', 'icmp', 'icmpv6', 'ipv6-icmp', 'esp', 'ah', 'gre', 'all']);
 const PROTO_NUMS: Record<string, string> = { '6': 'tcp', '17': 'udp', '132': 'sctp', '1': 'icmp', '58': 'icmpv6', '0': 'all' };
 
+function hasPortProto(p: string | undefined): boolean {
+  return p === 'tcp' || p === 'udp' || p === 'sctp' || p === 'dccp' || p === 'udplite';
+}
+
 export function normalizeProto(p: string): string {
   const l = p.toLowerCase();
   if (PROTO_NUMS[l]) return PROTO_NUMS[l]!;
@@ -342,6 +346,11 @@ export function parseRuleArgs(tokens: Token[], start = 0): ParsedRule & { counte
 
   for (const b of blocks) interpretBlock(b, matches, unmodelled);
   if (targetName) target = interpretTarget(targetName, isGoto, targetOpts, unmodelled);
+  // As iptables does: NAT to a port needs a protocol that has ports.
+  if (target && (target.kind === 'DNAT' || target.kind === 'SNAT') && target.to.some((r) => r.portFrom !== undefined) && !hasPortProto(proto))
+    throw new Error(`${target.kind} to a port needs -p tcp, udp, sctp or dccp`);
+  if (target && (target.kind === 'MASQUERADE' || target.kind === 'REDIRECT') && target.ports && !hasPortProto(proto))
+    throw new Error(`${target.kind} --to-ports needs -p tcp, udp, sctp or dccp`);
   return { matches, target, unmodelled, counters };
 }
 

@@ -66,5 +66,13 @@ export function effects(o: Outcome): string[] {
 export function nodeDump(rs: IptablesRuleset): string {
   const payload = restorePayload(rs);
   const jumps = (table: string) => rs.jumps.filter((j) => j.table === table).map((j) => `-I ${j.chain} 1 ${j.args.map(quoteIfNeeded).join(' ')}`);
-  return payload.replace(/^\*(filter|nat)\n/gm, (_m, t: string) => `*${t}\n${jumps(t).join('\n')}${jumps(t).length ? '\n' : ''}`);
+  // After the table's chain declarations (iptables-restore checks jump targets as it reads).
+  let table = '';
+  return payload
+    .split('\n')
+    .flatMap((l) => {
+      if (l.startsWith('*')) table = l.slice(1);
+      return l === 'COMMIT' ? [...jumps(table), l] : [l];
+    })
+    .join('\n');
 }
