@@ -47,3 +47,17 @@ test('ipset sync creates every set and only adds/deletes the difference', () => 
 test('kube-ipvs0 address diff', () => {
   assert.deepEqual(addressDiff(['10.0.0.1', '10.0.0.2'], ['10.0.0.2', '10.0.0.3']), { add: ['10.0.0.1'], del: ['10.0.0.3'] });
 });
+
+test('stale virtual servers are deleted, except inside --ipvs-exclude-cidrs (TestCleanLegacyService)', () => {
+  const current = ['-A -u 1.1.1.1:53 -s rr', '-A -u 2.2.2.2:54 -s rr', '-A -u 3.3.3.3:55 -s rr', '-A -u 4.4.4.4:56 -s rr', '-A -u 5.5.5.5:57 -s rr', '-A -u 6.6.6.6:58 -s rr'].join('\n');
+  const active = renderIpvs(
+    { services: [], endpointSlices: [], nodes: [], pods: [] },
+    { family: 'IPv4', nodeName: NODE, nodeIPs: NODE_IPS },
+  ).virtualServers;
+  const keep = [
+    { protocol: 'UDP' as const, address: '1.1.1.1', port: 53, scheduler: 'rr', schedFlags: [], kind: 'ClusterIP' as const, service: 'a/a', bound: true, realServers: [] },
+    { protocol: 'UDP' as const, address: '2.2.2.2', port: 54, scheduler: 'rr', schedFlags: [], kind: 'ClusterIP' as const, service: 'b/b', bound: true, realServers: [] },
+  ];
+  const script = ipvsadmSyncScript([...active, ...keep], current, 'IPv4', ['3.3.3.0/24', '4.4.4.0/24']).trimEnd().split('\n');
+  assert.deepEqual(script, ['-D -u 5.5.5.5:57', '-D -u 6.6.6.6:58']);
+});

@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { exec } from '../../util/exec.js';
 import { runPrefix } from '../../lab/netns.js';
-import { joinHostPort } from '../../util/ip.js';
+import { cidrContains, joinHostPort, splitHostPort } from '../../util/ip.js';
 import type { IpvsRender, IpsetSpec, VirtualServer } from './model.js';
 import { DUMMY_DEVICE } from './names.js';
 import { formatIpsetCreate, formatVirtualServerLine, ipvsadmProtoSwitch } from './text.js';
@@ -85,7 +85,7 @@ export function readIpvsadmSave(text: string): Map<string, SavedVirtualServer> {
  * likewise. Only services of the given address family are considered stale,
  * so the IPv4 and IPv6 syncs leave each other alone (upstream cleanLegacyService).
  */
-export function ipvsadmSyncScript(desired: readonly VirtualServer[], currentSave: string, family: 'IPv4' | 'IPv6'): string {
+export function ipvsadmSyncScript(desired: readonly VirtualServer[], currentSave: string, family: 'IPv4' | 'IPv6', excludeCIDRs: readonly string[] = []): string {
   const current = readIpvsadmSave(currentSave);
   const out: string[] = [];
   const want = new Set<string>();
@@ -110,6 +110,9 @@ export function ipvsadmSyncScript(desired: readonly VirtualServer[], currentSave
   for (const id of current.keys()) {
     const isV6 = id.includes('[');
     if ((family === 'IPv6') !== isV6) continue;
+    // --ipvs-exclude-cidrs: virtual servers someone else owns are left alone (upstream isIPInExcludeCIDRs).
+    const host = splitHostPort(id.split(' ')[1]!).host;
+    if (excludeCIDRs.some((c) => cidrContains(c, host))) continue;
     if (!want.has(id)) out.push(`-D ${id}`);
   }
   return out.length ? out.join('\n') + '\n' : '';
@@ -162,6 +165,8 @@ export interface ApplyOptions {
   prefix?: string[];
   /** iptables-restore binary (iptables-restore / ip6tables-restore by family by default). */
   iptablesRestore?: string;
+  /** --ipvs-exclude-cidrs: virtual servers in these are never deleted. */
+  excludeCIDRs?: string[];
 }
 
 function run(o: ApplyOptions, cmd: string, args: string[], input?: string, allowFail = false) {
@@ -209,7 +214,7 @@ export async function applyIpvs(r: IpvsRender, o: ApplyOptions = {}): Promise<vo
   }
 
   const current = await run(o, 'ipvsadm', ['-Sn']);
-  const script = ipvsadmSyncScript(r.virtualServers, current.stdout, r.family);
+  const script = ipvsadmSyncScript(r.virtualServers, current.stdout, r.family, o.excludeCIDRs ?? []);
   if (script) await run(o, 'ipvsadm-restore', [], script);
 
   for (const a of del) await run(o, 'ip', ['addr', 'del', a.includes(':') ? `${a}/128` : `${a}/32`, 'dev', DUMMY_DEVICE]);

@@ -21,6 +21,8 @@ export { checkIpvsKernel } from './apply.js';
 /** Optional settings ipvs mode reads beyond ProxySettings (run fills them from its flags). */
 export interface IpvsSettings {
   ipvsScheduler?: string;
+  /** --ipvs-exclude-cidrs / ipvs.excludeCIDRs: virtual servers there belong to someone else. */
+  ipvsExcludeCIDRs?: string[];
 }
 
 /** Upstream's node addresses: every local address except those on kube-ipvs0 (GetAllLocalAddressesExcept). */
@@ -95,7 +97,7 @@ class IpvsBackend implements ProxyBackend {
         const local = await nodeAddressesExceptDummy();
         o.nodeIPs = [...(o.nodeIPs ?? []), ...local].filter((ip, i, a) => a.indexOf(ip) === i);
         const r = renderIpvs(state, o);
-        await applyIpvs(r);
+        await applyIpvs(r, { excludeCIDRs: (this.opts.settings as BackendOptions['settings'] & IpvsSettings).ipvsExcludeCIDRs ?? [] });
         reports.push({ family, ok: true, full: true, detail: { virtualServers: r.virtualServers.length, addresses: r.interfaceAddresses.length, ms: Date.now() - started } });
       } catch (e) {
         reports.push({ family, ok: false, full: true, detail: {}, error: e as Error });
