@@ -2,7 +2,7 @@
 // `ipvsadm -Sn`, the ipset diff against `ipset save`, and kube-ipvs0's addresses.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { addressDiff, ipsetSyncScript, ipvsadmSyncScript, readIpvsadmSave } from '../../src/dataplane/ipvs/apply.js';
+import { addressDiff, connCountsFromListing, ipsetSyncScript, ipvsadmSyncScript, readIpvsadmSave } from '../../src/dataplane/ipvs/apply.js';
 import { renderIpvs } from '../../src/dataplane/ipvs/render.js';
 import { mixedNode, NODE, NODE_IPS } from '../fixtures/ipvs/scenario.js';
 
@@ -60,4 +60,34 @@ test('stale virtual servers are deleted, except inside --ipvs-exclude-cidrs (Tes
   ];
   const script = ipvsadmSyncScript([...active, ...keep], current, 'IPv4', ['3.3.3.0/24', '4.4.4.0/24']).trimEnd().split('\n');
   assert.deepEqual(script, ['-D -u 5.5.5.5:57', '-D -u 6.6.6.6:58']);
+});
+
+test('graceful termination: a removed TCP real server with open connections is quiesced, not deleted; UDP goes at once', () => {
+  const listing = `IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  10.96.0.10:80 rr
+  -> 10.244.1.5:8080              Masq    1      0          0
+  -> 10.244.9.9:8080              Masq    1      3          1
+  -> 10.244.9.8:8080              Masq    1      0          0
+UDP  10.96.0.53:53 rr persistent 10800
+  -> 10.244.1.6:53                Masq    1      0          0
+  -> 10.244.9.7:53                Masq    1      0          5
+`;
+  const save = [
+    '-A -t 10.96.0.10:80 -s rr',
+    '-a -t 10.96.0.10:80 -r 10.244.1.5:8080 -m -w 1',
+    '-a -t 10.96.0.10:80 -r 10.244.9.9:8080 -m -w 1',
+    '-a -t 10.96.0.10:80 -r 10.244.9.8:8080 -m -w 1',
+    '-A -u 10.96.0.53:53 -s rr -p 10800',
+    '-a -u 10.96.0.53:53 -r 10.244.1.6:53 -m -w 1',
+    '-a -u 10.96.0.53:53 -r 10.244.9.7:53 -m -w 1',
+  ].join('\n');
+  const lines = ipvsadmSyncScript(r.virtualServers, save, 'IPv4', [], connCountsFromListing(listing)).split('\n');
+  assert.ok(lines.includes('-e -t 10.96.0.10:80 -r 10.244.9.9:8080 -m -w 0'), 'busy TCP server quiesced');
+  assert.ok(lines.includes('-d -t 10.96.0.10:80 -r 10.244.9.8:8080'), 'idle TCP server deleted');
+  assert.ok(lines.includes('-d -u 10.96.0.53:53 -r 10.244.9.7:53'), 'UDP deleted despite connections');
+  // Once quiesced, a later sync does not repeat the edit while connections remain.
+  const again = ipvsadmSyncScript(r.virtualServers, save.replace('10.244.9.9:8080 -m -w 1', '10.244.9.9:8080 -m -w 0'), 'IPv4', [], connCountsFromListing(listing));
+  assert.ok(!again.includes('10.244.9.9'));
 });

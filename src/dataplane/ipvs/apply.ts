@@ -9,6 +9,7 @@ import { cidrContains, joinHostPort, splitHostPort } from '../../util/ip.js';
 import type { IpvsRender, IpsetSpec, VirtualServer } from './model.js';
 import { DUMMY_DEVICE } from './names.js';
 import { formatIpsetCreate, formatVirtualServerLine, ipvsadmProtoSwitch } from './text.js';
+import { parseIpvsadm } from '../../netfilter/ipvs-parse.js';
 
 export interface IpvsKernelSupport {
   ipvs: boolean;
@@ -85,7 +86,26 @@ export function readIpvsadmSave(text: string): Map<string, SavedVirtualServer> {
  * likewise. Only services of the given address family are considered stale,
  * so the IPv4 and IPv6 syncs leave each other alone (upstream cleanLegacyService).
  */
-export function ipvsadmSyncScript(desired: readonly VirtualServer[], currentSave: string, family: 'IPv4' | 'IPv6', excludeCIDRs: readonly string[] = []): string {
+/** Open connections (active + inactive) per "-t VIP:PORT" service and "EP:PORT" real server, from `ipvsadm -Ln`. */
+export type ConnCounts = Map<string, Map<string, number>>;
+
+export function connCountsFromListing(listing: string): ConnCounts {
+  const out: ConnCounts = new Map();
+  for (const s of parseIpvsadm(listing).services) {
+    if (!s.proto || s.address === undefined) continue;
+    const id = `${s.proto === 'tcp' ? '-t' : s.proto === 'udp' ? '-u' : '--sctp-service'} ${joinHostPort(s.address, s.port!)}`;
+    out.set(id, new Map(s.dests.map((d) => [joinHostPort(d.address, d.port), (d.activeConns ?? 0) + (d.inactiveConns ?? 0)])));
+  }
+  return out;
+}
+
+export function ipvsadmSyncScript(
+  desired: readonly VirtualServer[],
+  currentSave: string,
+  family: 'IPv4' | 'IPv6',
+  excludeCIDRs: readonly string[] = [],
+  conns?: ConnCounts,
+): string {
   const current = readIpvsadmSave(currentSave);
   const out: string[] = [];
   const want = new Set<string>();
@@ -105,7 +125,16 @@ export function ipvsadmSyncScript(desired: readonly VirtualServer[], currentSave
       if (!have) out.push(dline);
       else if (have !== dline) out.push(dline.replace(/^-a /, '-e '));
     }
-    for (const r of cur?.dests.keys() ?? []) if (!wantDests.has(r)) out.push(`-d ${id} -r ${r}`);
+    for (const r of cur?.dests.keys() ?? []) {
+      if (wantDests.has(r)) continue;
+      // Upstream's graceful termination: a TCP real server with connections left is quiesced
+      // (weight 0) and deleted by a later sync once they are gone; UDP and SCTP go at once.
+      const open = conns?.get(id)?.get(r) ?? 0;
+      if (vs.protocol === 'TCP' && open > 0) {
+        const quiesced = `-e ${id} -r ${r} -m -w 0`;
+        if (cur?.dests.get(r) !== `-a ${id} -r ${r} -m -w 0`) out.push(quiesced);
+      } else out.push(`-d ${id} -r ${r}`);
+    }
   }
   for (const id of current.keys()) {
     const isV6 = id.includes('[');
@@ -214,7 +243,8 @@ export async function applyIpvs(r: IpvsRender, o: ApplyOptions = {}): Promise<vo
   }
 
   const current = await run(o, 'ipvsadm', ['-Sn']);
-  const script = ipvsadmSyncScript(r.virtualServers, current.stdout, r.family, o.excludeCIDRs ?? []);
+  const listing = await run(o, 'ipvsadm', ['-Ln']);
+  const script = ipvsadmSyncScript(r.virtualServers, current.stdout, r.family, o.excludeCIDRs ?? [], connCountsFromListing(listing.stdout));
   if (script) await run(o, 'ipvsadm-restore', [], script);
 
   for (const a of del) await run(o, 'ip', ['addr', 'del', a.includes(':') ? `${a}/128` : `${a}/32`, 'dev', DUMMY_DEVICE]);
