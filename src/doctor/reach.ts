@@ -161,10 +161,11 @@ export function forwardTrapChecks(f: TrapFacts): CheckResult[] {
       const last = o.path.at(-1);
       if (!last || last.chain !== 'FORWARD') continue;
       const host = o.destination.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
-      const kind = nodeAddrs.has(host) ? 'a hostNetwork endpoint on another node' : 'a remote endpoint';
+      const kind = nodeAddrs.has(host) ? 'a hostNetwork endpoint on another node' : 'a pod';
       dropped.push(
         `${service} (NodePort ${proto}/${port}) → ${o.destination}, ${kind}: dropped in FORWARD with probability ${o.probability.toFixed(4)}`,
         ...o.path.filter((s) => s.line !== null || s.chain === 'FORWARD').slice(-6).map((s) => `    ${s.table ?? ''} ${s.chain ?? ''}${s.line ? ` line ${s.line}` : ''}: ${s.rule}`),
+        `    (kproxy trace --rules <(${f.live.family === 6 ? 'ip6tables' : 'iptables'}-save) --from external --proto ${proto} --dst ${nodeIP.includes(':') ? `[${nodeIP}]` : nodeIP}:${port})`,
       );
     }
   }
@@ -174,7 +175,7 @@ export function forwardTrapChecks(f: TrapFacts): CheckResult[] {
           id: 'reach.nodeport_forward',
           title: 'NodePort traffic is forwarded to remote endpoints',
           status: 'fail',
-          evidence: [...dropped, 'trace: kproxy trace --from external (the same packet through this node\'s live rules)'],
+          evidence: dropped,
           fix: `${f.live.family === 6 ? 'ip6tables' : 'iptables'} -P FORWARD ACCEPT`,
         },
       ]
