@@ -125,7 +125,8 @@ export class ProxyAgent {
     }
     this.needFull = false;
     if (full) this.lastFull = now;
-    this.o.log.info(full ? 'synced all rules' : 'synced changed rules', {
+    const idle = !full && changes.changed.size === 0;
+    (idle ? this.o.log.debug : this.o.log.info)(full ? 'synced all rules' : idle ? 'nothing to sync' : 'synced changed rules', {
       ms: Math.round(done - t0),
       changedServicePorts: changes.changed.size,
       families: Object.fromEntries(reports.map((r) => [r.family, r.detail])),

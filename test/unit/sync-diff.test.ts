@@ -263,6 +263,23 @@ test('IptablesSyncer: a failed restore changes nothing and makes the next sync f
   assert.deepEqual(sorted(k.ours()), sorted(fullTables(b)));
 });
 
+test('IptablesSyncer: after a failed restore, a full sync rewrites chains whose rule count did not change', async () => {
+  const k = new FakeKernel();
+  const syncer = new IptablesSyncer({ tools, kernel: k });
+  await syncer.sync(ruleset([svc('a', 2), svc('b', 3)]), { full: true });
+  await syncer.sync(ruleset([svc('a', 2), svc('b', 3)]), { full: true }); // past the first (verifying) sync
+  const b = ruleset([svc('a', 2), svc('b', 3)]);
+  const sb = b.services.find((x) => x.key === 'ns/b:p')!;
+  sb.chains.set('KUBE-SEP-B0', sb.chains.get('KUBE-SEP-B0')!.map((r) => r.replace('10.0.0.1', '10.0.0.99')));
+  k.failOn = /10\.0\.0\.99/;
+  await assert.rejects(syncer.sync(b, { full: false, changed: new Set(['ns/b:p']) }));
+  k.failOn = undefined;
+  const r = await syncer.sync(b, { full: false, changed: new Set(['ns/b:p']) });
+  assert.equal(r.full, true);
+  assert.equal(r.stats.rewritten, 1);
+  assert.deepEqual(sorted(k.ours()), sorted(fullTables(b)));
+});
+
 test('incremental render + partial syncs over the real renderer equal a full render', async () => {
   const state = syntheticState(60, 3);
   const k = new FakeKernel();

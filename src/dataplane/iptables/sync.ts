@@ -79,6 +79,8 @@ export class IptablesSyncer {
   private last: IptablesRuleset | null = null;
   /** Our rule text → the kernel's re-serialization, learned on full syncs. */
   private savedForm = new Map<string, string>();
+  /** False after a failed restore or a lost canary: `current` is then only what we last believed. */
+  private trusted = false;
   private readonly kernel: { restore(payload: string): Promise<void>; save(): Promise<string> };
 
   constructor(cfg: SyncerConfig) {
@@ -90,12 +92,12 @@ export class IptablesSyncer {
 
   /** True when the next sync must be full (nothing applied yet, or the last one failed). */
   get needsFull(): boolean {
-    return this.current === null || this.last === null;
+    return this.current === null || this.last === null || !this.trusted;
   }
 
   /** Forget what the kernel holds: the next sync re-reads it. */
   invalidate(): void {
-    this.current = null;
+    this.trusted = false;
   }
 
   /** The rules we believe the kernel holds (for tests and `doctor`). */
@@ -153,7 +155,7 @@ export class IptablesSyncer {
         restores++;
       }
     } catch (e) {
-      this.current = null;
+      this.trusted = false;
       if (e instanceof RestoreError) {
         this.log.error('iptables-restore failed; the next sync will be full', {
           error: e.stderr,
@@ -165,6 +167,7 @@ export class IptablesSyncer {
     }
 
     // The kernel now holds `desired` in the chains we looked at.
+    this.trusted = true;
     if (full || !this.current) {
       this.current = desired;
     } else {
@@ -201,11 +204,15 @@ export class IptablesSyncer {
   private reconcile(parsed: ReturnType<typeof parseSave>, desired: Tables, verify: boolean): Tables {
     const kernel = emptyTables();
     const learned = new Map<string, string>();
+    const believed = this.current;
     for (const t of TABLES) {
       const saved = parsed[t]?.chains ?? new Map<string, string[]>();
       for (const [name, rules] of saved) {
         const want = desired[t].get(name);
-        if (want && this.matches(rules, want, learned, verify || !isServiceChain(name))) kernel[t].set(name, want);
+        // A service chain is taken on trust (count and learned forms) only when
+        // it is what we last applied; anything else is compared rule by rule.
+        const trust = !verify && isServiceChain(name) && !!want && sameRules(believed?.[t].get(name), want);
+        if (want && this.matches(rules, want, learned, !trust)) kernel[t].set(name, want);
         else kernel[t].set(name, rules);
       }
     }
@@ -236,6 +243,13 @@ export class IptablesSyncer {
     for (let i = 0; i < want.length; i++) learned.set(want[i]!, saved[i]!);
     return true;
   }
+}
+
+function sameRules(a: string[] | undefined, b: string[]): boolean {
+  if (a === b) return true;
+  if (!a || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** The base jump rules the kernel lacks, as `-I CHAIN 1 …` lines in upstream's EnsureRule order. */

@@ -1,0 +1,338 @@
+// `kproxy run --manifests` end to end, in network namespaces: a node with a
+// bridge (cbr0 10.244.1.1/24, br_netfilter on, hairpin on the pod ports),
+// three pods answering TCP and UDP with their name, and an external client
+// on the node's network. One topology and one manifests folder serve every
+// subtest, in order; kproxy is restarted, killed and cleaned up along the way.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { Topology, runPrefix, waitFor, type Netns } from '../../src/lab/netns.js';
+import { podServerScript, probeScript, kproxyMain } from '../../src/lab/cluster.js';
+
+const NODE_IP = '192.168.77.10';
+const CLIENT_IP = '192.168.77.2';
+const PODS = [
+  { name: 'pod-1', ip: '10.244.1.11' },
+  { name: 'pod-2', ip: '10.244.1.12' },
+  { name: 'pod-3', ip: '10.244.1.13' },
+];
+
+// --- manifests ---------------------------------------------------------------
+
+type SvcSpec = Record<string, unknown>;
+
+function service(name: string, spec: SvcSpec, status?: Record<string, unknown>) {
+  return { apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'default' }, spec, ...(status ? { status } : {}) };
+}
+
+function slice(svc: string, ips: { ip: string; node?: string }[], protocol = 'TCP', port = 8080) {
+  return {
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { name: `${svc}-x`, namespace: 'default', labels: { 'kubernetes.io/service-name': svc } },
+    addressType: 'IPv4',
+    endpoints: ips.map((e) => ({ addresses: [e.ip], conditions: { ready: true }, nodeName: e.node ?? 'node-a' })),
+    ports: [{ name: '', port, protocol }],
+  };
+}
+
+const tcp80 = [{ port: 80, targetPort: 8080, protocol: 'TCP' }];
+
+function manifests(web: string[], udp: string[]) {
+  const ip = (n: string) => PODS.find((p) => p.name === n)!.ip;
+  return [
+    {
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: 'node-a' },
+      spec: { podCIDR: '10.244.1.0/24', podCIDRs: ['10.244.1.0/24'] },
+      status: { addresses: [{ type: 'InternalIP', address: NODE_IP }] },
+    },
+    service('web', { type: 'NodePort', clusterIP: '10.96.0.10', ports: [{ ...tcp80[0], nodePort: 30080 }] }),
+    slice('web', web.map((n) => ({ ip: ip(n) }))),
+    service('local', { type: 'NodePort', clusterIP: '10.96.0.11', externalTrafficPolicy: 'Local', ports: [{ ...tcp80[0], nodePort: 30081 }] }),
+    slice('local', [{ ip: ip('pod-1') }, { ip: '10.244.2.9', node: 'node-b' }]),
+    service('ext', { clusterIP: '10.96.0.12', externalIPs: ['192.168.77.100'], ports: tcp80 }),
+    slice('ext', [{ ip: ip('pod-2') }]),
+    service(
+      'lb-allow',
+      { type: 'LoadBalancer', clusterIP: '10.96.0.13', loadBalancerSourceRanges: [`${CLIENT_IP}/32`], ports: [{ ...tcp80[0], nodePort: 30083 }] },
+      { loadBalancer: { ingress: [{ ip: '192.168.77.200' }] } },
+    ),
+    slice('lb-allow', [{ ip: ip('pod-3') }]),
+    service(
+      'lb-deny',
+      { type: 'LoadBalancer', clusterIP: '10.96.0.18', loadBalancerSourceRanges: ['10.99.0.0/16'], ports: [{ ...tcp80[0], nodePort: 30084 }] },
+      { loadBalancer: { ingress: [{ ip: '192.168.77.201' }] } },
+    ),
+    slice('lb-deny', [{ ip: ip('pod-3') }]),
+    service('aff', { clusterIP: '10.96.0.14', sessionAffinity: 'ClientIP', ports: tcp80 }),
+    slice('aff', PODS.map((p) => ({ ip: p.ip }))),
+    service('empty', { clusterIP: '10.96.0.15', ports: tcp80 }),
+    service('hair', { clusterIP: '10.96.0.16', ports: tcp80 }),
+    slice('hair', [{ ip: ip('pod-1') }]),
+    service('dns', { clusterIP: '10.96.0.17', ports: [{ port: 53, targetPort: 5353, protocol: 'UDP' }] }),
+    slice('dns', udp.map((n) => ({ ip: ip(n) })), 'UDP', 5353),
+  ];
+}
+
+function writeManifests(dir: string, web: string[], udp: string[]): void {
+  const tmp = join(dir, '.all.json.tmp');
+  writeFileSync(tmp, JSON.stringify({ apiVersion: 'v1', kind: 'List', items: manifests(web, udp) }, null, 1));
+  renameSync(tmp, join(dir, 'all.json'));
+}
+
+// --- clients -----------------------------------------------------------------
+
+interface Answer {
+  ok: boolean;
+  pod?: string;
+  client?: string;
+  error?: string;
+  ms: number;
+}
+
+async function get(ns: Netns, url: string, count = 1, timeoutMs = 1500): Promise<Answer[]> {
+  const r = await ns.exec(process.execPath, [probeScript, url, '--count', String(count), '--timeout', String(timeoutMs)], {
+    allowFail: true,
+    timeoutMs: count * timeoutMs + 10_000,
+  });
+  return r.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const j = JSON.parse(l) as { ok: boolean; answer?: string; error?: string; ms: number };
+      const m = /pod=(\S+) .* client=(\S+):\d+/.exec(j.answer ?? '');
+      return { ok: j.ok, ms: j.ms, ...(m ? { pod: m[1]!, client: m[2]! } : {}), ...(j.error ? { error: j.error } : {}) };
+    });
+}
+
+/** UDP from a fixed source port, so successive datagrams share one conntrack entry. */
+const UDP_FIXED = `
+const d = require('node:dgram'); const s = d.createSocket('udp4');
+const [host, port, sport] = process.argv.slice(1);
+s.bind(Number(sport), () => {
+  const t = setTimeout(() => { console.log('timeout'); process.exit(0); }, 1500);
+  s.on('message', (m) => { clearTimeout(t); console.log(m.toString().trim()); process.exit(0); });
+  s.send('hi', Number(port), host);
+});`;
+
+async function udpFixed(ns: Netns, host: string, port: number, sport: number): Promise<string> {
+  const r = await ns.exec(process.execPath, ['-e', UDP_FIXED, host, String(port), String(sport)], { allowFail: true, timeoutMs: 10_000 });
+  const m = /pod=(\S+)/.exec(r.stdout);
+  return m ? m[1]! : r.stdout.trim();
+}
+
+// --- the test ----------------------------------------------------------------
+
+test('kproxy run --manifests programs a real node', { timeout: 240_000 }, async (t) => {
+  const topo = new Topology(runPrefix('kr'));
+  const dir = mkdtempSync(join(tmpdir(), 'kproxy-run-'));
+  let logs = '';
+  let agent: ChildProcess | undefined;
+  const startAgent = async (extra: string[] = []): Promise<ChildProcess> => {
+    const c = topo.track(
+      node.spawn(process.execPath, [
+        kproxyMain,
+        'run',
+        '--manifests',
+        dir,
+        '--hostname-override',
+        'node-a',
+        '--cluster-cidr',
+        '10.244.0.0/16',
+        '--iptables-min-sync-period',
+        '100ms',
+        '--iptables-sync-period',
+        '1s',
+        '--healthz-bind-address',
+        '127.0.0.1:10256',
+        '--metrics-bind-address',
+        '127.0.0.1:10249',
+        '--v=1',
+        ...extra,
+      ]),
+    );
+    c.stderr!.on('data', (b: Buffer) => (logs += b.toString()));
+    c.stdout!.resume();
+    return c;
+  };
+  const nat = async (): Promise<string> => (await node.exec('iptables-save', ['-t', 'nat'])).stdout;
+  let node!: Netns;
+  try {
+    // Topology.
+    node = await topo.netns('node');
+    const client = await topo.netns('client');
+    await topo.veth(node, 'eth0', client, 'eth0', `${NODE_IP}/24`, `${CLIENT_IP}/24`);
+    await client.ip('route', 'add', '192.168.77.100/32', 'via', NODE_IP);
+    await client.ip('route', 'add', '192.168.77.200/31', 'via', NODE_IP);
+    await client.ip('route', 'add', 'default', 'via', NODE_IP);
+    // A node has a default route (here: the client's side plays the router).
+    await node.ip('route', 'add', 'default', 'via', CLIENT_IP);
+    await topo.bridge(node, 'cbr0', '10.244.1.1/24');
+    await node.sysctl('net.ipv4.ip_forward', '1');
+    await node.sysctl('net.bridge.bridge-nf-call-iptables', '1');
+    await node.sysctl('net.ipv4.conf.all.route_localnet', '1');
+    const pods: Record<string, Netns> = {};
+    for (const [i, p] of PODS.entries()) {
+      const ns = await topo.netns(p.name);
+      pods[p.name] = ns;
+      await topo.veth(node, `vp${i}`, ns, 'eth0', undefined, `${p.ip}/24`);
+      await node.ip('link', 'set', `vp${i}`, 'master', 'cbr0');
+      await node.ip('link', 'set', `vp${i}`, 'type', 'bridge_slave', 'hairpin', 'on');
+      await ns.ip('route', 'add', 'default', 'via', '10.244.1.1');
+      const srv = topo.track(ns.spawnNode(podServerScript, ['--name', p.name, '--ip', p.ip, '--tcp', '8080', '--udp', '5353']));
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${p.name} server did not start`)), 15_000);
+        srv.stdout!.on('data', (b: Buffer) => {
+          if (b.toString().includes('ready')) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      });
+    }
+    writeManifests(dir, ['pod-1', 'pod-2'], ['pod-1']);
+    agent = await startAgent();
+    await waitFor('the first sync', async () => (await nat()).includes('KUBE-SVC-'), 30_000, 100).catch((e: Error) => {
+      throw new Error(`${e.message}; kproxy said:\n${logs.slice(-3000)}`);
+    });
+
+    await t.test('ClusterIP from a pod and from the node', async () => {
+      const fromPod = await get(pods['pod-3']!, 'http://10.96.0.10/', 6);
+      assert.ok(fromPod.every((a) => a.ok && ['pod-1', 'pod-2'].includes(a.pod!)), JSON.stringify(fromPod));
+      const fromNode = await get(node, 'http://10.96.0.10/', 2);
+      assert.ok(fromNode.every((a) => a.ok && ['pod-1', 'pod-2'].includes(a.pod!)), JSON.stringify(fromNode));
+    });
+
+    await t.test('NodePort from outside is masqueraded; eTP=Local keeps the client address and uses local endpoints', async () => {
+      const np = await get(client, `http://${NODE_IP}:30080/`, 3);
+      assert.ok(np.every((a) => a.ok && a.client !== CLIENT_IP), JSON.stringify(np));
+      const local = await get(client, `http://${NODE_IP}:30081/`, 4);
+      assert.ok(local.every((a) => a.ok && a.pod === 'pod-1' && a.client === CLIENT_IP), JSON.stringify(local));
+    });
+
+    await t.test('external IP and LoadBalancer IP with source ranges', async () => {
+      const ext = await get(client, 'http://192.168.77.100/', 2);
+      assert.ok(ext.every((a) => a.ok && a.pod === 'pod-2'), JSON.stringify(ext));
+      const allow = await get(client, 'http://192.168.77.200/', 2);
+      assert.ok(allow.every((a) => a.ok && a.pod === 'pod-3'), JSON.stringify(allow));
+      const deny = await get(client, 'http://192.168.77.201/', 1, 1000);
+      assert.equal(deny[0]!.ok, false);
+      assert.match(deny[0]!.error!, /timeout/, 'dropped, not rejected');
+    });
+
+    await t.test('hairpin, session affinity, and a service without endpoints rejects', async () => {
+      const hair = await get(pods['pod-1']!, 'http://10.96.0.16/', 2);
+      assert.ok(hair.every((a) => a.ok && a.pod === 'pod-1'), JSON.stringify(hair));
+      const aff = await get(pods['pod-3']!, 'http://10.96.0.14/', 8);
+      assert.ok(aff.every((a) => a.ok), JSON.stringify(aff));
+      assert.equal(new Set(aff.map((a) => a.pod)).size, 1, `sticky: ${aff.map((a) => a.pod)}`);
+      const empty = await get(pods['pod-3']!, 'http://10.96.0.15/', 1, 3000);
+      assert.equal(empty[0]!.ok, false);
+      assert.match(empty[0]!.error!, /ECONNREFUSED/);
+      assert.ok(empty[0]!.ms < 1000, `refused fast (${empty[0]!.ms} ms)`);
+    });
+
+    await t.test('scaling endpoints in the folder moves traffic within a second or so; stale UDP conntrack is cleared', async () => {
+      // UDP first: a fixed 5-tuple keeps one conntrack entry.
+      assert.equal(await udpFixed(pods['pod-3']!, '10.96.0.17', 53, 40053), 'pod-1');
+      const t0 = Date.now();
+      writeManifests(dir, ['pod-3'], ['pod-2']);
+      await waitFor(
+        'traffic to move to pod-3',
+        async () => {
+          const a = await get(pods['pod-2']!, 'http://10.96.0.10/', 3, 1000);
+          return a.every((x) => x.pod === 'pod-3');
+        },
+        10_000,
+        50,
+      );
+      const moved = Date.now() - t0;
+      // The probe itself takes a few hundred ms per round here; the sync is much faster (see the logs).
+      assert.ok(moved < 5000, `moved after ${moved} ms`);
+      await waitFor('the dns service to point at pod-2', async () => (await nat()).includes('10.244.1.12:5353'), 5000, 50);
+      // Same source port: without the conntrack cleanup this would still reach pod-1.
+      assert.equal(await udpFixed(pods['pod-3']!, '10.96.0.17', 53, 40053), 'pod-2');
+    });
+
+    await t.test('a flushed nat table is re-programmed (canary)', async () => {
+      await node.exec('iptables', ['-t', 'nat', '-F']);
+      await node.exec('iptables', ['-t', 'nat', '-X']);
+      assert.doesNotMatch(await nat(), /KUBE-SERVICES/);
+      await waitFor('nat rules back', async () => (await nat()).includes('KUBE-SVC-'), 10_000, 100);
+      const a = await get(pods['pod-1']!, 'http://10.96.0.10/', 2);
+      assert.ok(a.every((x) => x.ok && x.pod === 'pod-3'), JSON.stringify(a));
+      const prerouting = (await nat()).split('\n').filter((l) => l.startsWith('-A PREROUTING') && l.includes('KUBE-SERVICES'));
+      assert.equal(prerouting.length, 1, 'jump rule restored once');
+    });
+
+    await t.test('a failing restore leaves the working rules working, is logged with its lines, and is retried', async () => {
+      // A foreign rule that holds on to pod-3's endpoint chain: deleting that chain must fail.
+      const sep = /^:(KUBE-SEP-\S+)/m;
+      const save = await nat();
+      const chain = save
+        .split('\n')
+        .filter((l) => l.includes('10.244.1.13:8080') && l.includes('default/web'))
+        .map((l) => / (KUBE-SEP-\S+) /.exec(l)?.[1])
+        .find(Boolean);
+      assert.ok(chain && sep.test(save), 'found the web endpoint chain');
+      await node.exec('iptables', ['-t', 'nat', '-A', 'OUTPUT', '-d', '10.99.99.99/32', '-j', chain!]);
+      logs = '';
+      writeManifests(dir, ['pod-1'], ['pod-2']);
+      await waitFor('the failure in the log', () => logs.includes('iptables-restore failed'), 10_000, 50);
+      assert.match(logs, /"lines":\["\d+: /, 'the offending payload lines are logged');
+      // The previous rules still serve: web still goes to pod-3.
+      const a = await get(pods['pod-2']!, 'http://10.96.0.10/', 3);
+      assert.ok(a.every((x) => x.ok && x.pod === 'pod-3'), JSON.stringify(a));
+      // Remove the obstacle: the retry (a full sync within the sync period) succeeds.
+      await node.exec('iptables', ['-t', 'nat', '-D', 'OUTPUT', '-d', '10.99.99.99/32', '-j', chain!]);
+      await waitFor(
+        'the retry to apply the change',
+        async () => (await get(pods['pod-2']!, 'http://10.96.0.10/', 2, 1000)).every((x) => x.pod === 'pod-1'),
+        15_000,
+        100,
+      ).catch((e: Error) => {
+        throw new Error(`${e.message}; kproxy said:\n${logs.slice(-4000)}`);
+      });
+    });
+
+    await t.test('SIGTERM leaves the rules; a restarted agent adopts them; SIGKILL leaves traffic flowing', async () => {
+      agent!.kill('SIGTERM');
+      await waitFor('the agent to stop', () => agent!.exitCode !== null || agent!.signalCode !== null, 10_000, 50);
+      assert.equal(agent!.exitCode, 0, logs.slice(-2000));
+      assert.match(await nat(), /KUBE-SVC-/);
+      assert.ok((await get(pods['pod-2']!, 'http://10.96.0.10/', 1))[0]!.ok);
+      logs = '';
+      agent = await startAgent();
+      await waitFor('a sync by the new agent', () => logs.includes('synced all rules'), 20_000, 50);
+      // Rules from the previous run match: nothing to restore.
+      assert.match(logs, /"restores":0/, logs.slice(0, 2000));
+      agent.kill('SIGKILL');
+      await waitFor('the agent to die', () => agent!.signalCode !== null || agent!.exitCode !== null, 5000, 20);
+      const a = await get(client, `http://${NODE_IP}:30080/`, 2);
+      assert.ok(a.every((x) => x.ok && x.pod === 'pod-1'), JSON.stringify(a));
+    });
+
+    await t.test('--cleanup removes kube-proxy’s chains and jumps and nothing else', async () => {
+      await node.exec('iptables', ['-t', 'nat', '-N', 'MY-CHAIN']);
+      await node.exec('iptables', ['-t', 'nat', '-A', 'PREROUTING', '-s', '10.1.2.3/32', '-j', 'MY-CHAIN']);
+      await node.exec('iptables', ['-A', 'INPUT', '-s', '10.1.2.4/32', '-j', 'ACCEPT']);
+      const r = await node.exec(process.execPath, [kproxyMain, 'run', '--cleanup'], { timeoutMs: 60_000 });
+      assert.equal(r.code, 0);
+      const all = (await node.exec('iptables-save')).stdout;
+      // KUBE-FIREWALL stays, as upstream leaves it (kubelet owns it too).
+      const left = all.split('\n').filter((l) => /KUBE-/.test(l) && !/KUBE-FIREWALL/.test(l));
+      assert.deepEqual(left, []);
+      assert.match(all, /-A PREROUTING -s 10\.1\.2\.3\/32 -j MY-CHAIN/);
+      assert.match(all, /-A INPUT -s 10\.1\.2\.4\/32 -j ACCEPT/);
+    });
+  } finally {
+    if (agent && agent.exitCode === null && agent.signalCode === null) agent.kill('SIGKILL');
+    await topo.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
