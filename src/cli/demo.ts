@@ -80,7 +80,8 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const name = `demo${randomBytes(3).toString('hex')}`;
   let state: LabState | undefined;
   let cleaning: Promise<unknown> | undefined;
-  const cleanup = () => (cleaning ??= state ? labDown(name) : Promise.resolve());
+  // labUp records the lab before creating anything, so labDown(name) also cleans a half-built lab.
+  const cleanup = () => (cleaning ??= labDown(name));
   const onSignal = (sig: NodeJS.Signals) => {
     process.stderr.write(`\n${sig}: removing the demo namespaces…\n`);
     void cleanup().finally(() => process.exit(130));
@@ -144,7 +145,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
     await cleanup();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    if (state) out('cleaned up: every namespace and process the demo made is gone.\n');
+    out('cleaned up: every namespace and process the demo made is gone.\n');
   }
 }
 

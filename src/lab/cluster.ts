@@ -364,7 +364,15 @@ async function teardown(state: LabState, namespaces: string[]): Promise<void> {
 export async function labDown(name: string, stateDir = DEFAULT_STATE_DIR): Promise<boolean> {
   const state = readLabState(name, stateDir);
   if (!state) return false;
-  await teardown(state, state.namespaces);
+  // A lab interrupted while coming up may own namespaces not yet in its state file: take every
+  // "<name>-…" namespace that no other recorded lab claims.
+  const others = new Set(listLabs(stateDir).filter((l) => l.name !== name).flatMap((l) => l.namespaces));
+  const listed = await exec('ip', ['netns', 'list'], { allowFail: true });
+  const extra = listed.stdout
+    .split('\n')
+    .map((l) => l.split(' ')[0]!)
+    .filter((n) => n.startsWith(`${name}-`) && !others.has(n) && !state.namespaces.includes(n));
+  await teardown(state, [...state.namespaces, ...extra]);
   rmSync(state.dir, { recursive: true, force: true });
   rmSync(statePath(name, stateDir), { force: true });
   return true;
