@@ -107,6 +107,7 @@ export async function runDoctor(o: DoctorOptions): Promise<Report> {
         forwardTrapChecks({
           live: l.ruleset,
           localIPs: famLocals,
+          ...(settings.nodeIPs.find((ip) => ipFamily(ip) === f) ? { nodeIP: settings.nodeIPs.find((ip) => ipFamily(ip) === f)! } : {}),
           ...(o.state ? { state: o.state } : {}),
           trace: (dst, dport, proto) => trace(l.ruleset, { dst, dport, proto: proto as Proto, from: 'external', localIps: famLocals }).outcomes,
         }),

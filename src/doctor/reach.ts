@@ -126,8 +126,10 @@ export async function reachChecks(f: ReachFacts): Promise<CheckResult[]> {
 
 export interface TrapFacts {
   live: Ruleset;
-  /** This node's addresses: the NodePort destination and the tracer's local addresses. */
+  /** This node's addresses: the tracer's local addresses. */
   localIPs: string[];
+  /** The address NodePort packets are sent to (the node IP); default the first non-loopback local address. */
+  nodeIP?: string;
   state?: ClusterState;
   trace: (dst: string, dport: number, proto: string) => { verdict: string; probability: number; destination: string; path: { table: string | null; chain: string | null; line: number | null; rule: string }[] }[];
 }
@@ -139,7 +141,7 @@ export interface TrapFacts {
  * from outside, and a DROP in FORWARD is reported with the trace as evidence.
  */
 export function forwardTrapChecks(f: TrapFacts): CheckResult[] {
-  const nodeIP = f.localIPs.find((ip) => !ip.startsWith('127.') && ip !== '::1');
+  const nodeIP = f.nodeIP ?? f.localIPs.find((ip) => !ip.startsWith('127.') && ip !== '::1');
   const nat = f.live.tables.get('nat');
   const ports = new Map<string, { port: number; proto: string; service: string }>();
   for (const r of nat?.chains.get('KUBE-NODEPORTS')?.rules ?? []) {
