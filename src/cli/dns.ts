@@ -78,6 +78,8 @@ export function register(program: Command): void {
         source = new ApiSource({
           nodeName: process.env.NODE_NAME ?? hostname(),
           pods: o.pods === 'verified',
+          // CoreDNS watches every Service and EndpointSlice: headless ones included, unlike kube-proxy.
+          labelSelector: '',
           ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}),
           ...(o.master ? { master: o.master } : {}),
         });

@@ -38,6 +38,11 @@ export interface ApiSourceOptions {
   nodeName: string;
   /** Also watch all Pods (for DNS pod records). */
   pods?: boolean;
+  /**
+   * Label selector for Services and EndpointSlices (default PROXY_LABEL_SELECTOR, as kube-proxy).
+   * "" watches everything, as CoreDNS does: DNS needs headless services and their slices.
+   */
+  labelSelector?: string;
   /** Record a Kubernetes Event for each rejected object (default true). */
   events?: boolean;
   backoffInitialMs?: number;
@@ -429,8 +434,8 @@ export class ApiSource extends EventEmitter<SourceEvents> implements ClusterSour
     if (this.reflectors.length > 0) throw new Error('ApiSource already started');
     this.stopController = new AbortController();
     const defs: ResourceDef[] = [
-      { kind: 'Service', path: '/api/v1/services', labelSelector: PROXY_LABEL_SELECTOR },
-      { kind: 'EndpointSlice', path: '/apis/discovery.k8s.io/v1/endpointslices', labelSelector: PROXY_LABEL_SELECTOR },
+      { kind: 'Service', path: '/api/v1/services', labelSelector: this.opts.labelSelector === '' ? undefined : (this.opts.labelSelector ?? PROXY_LABEL_SELECTOR) },
+      { kind: 'EndpointSlice', path: '/apis/discovery.k8s.io/v1/endpointslices', labelSelector: this.opts.labelSelector === '' ? undefined : (this.opts.labelSelector ?? PROXY_LABEL_SELECTOR) },
       { kind: 'Node', path: '/api/v1/nodes', fieldSelector: `metadata.name=${this.nodeName}` },
     ];
     if (this.opts.pods) defs.push({ kind: 'Pod', path: '/api/v1/pods' });
