@@ -7,7 +7,7 @@ import type { BackendOptions, FamilySyncReport, ProxyBackend } from '../backend.
 import type { ClusterState } from '../../k8s/types.js';
 import { ipFamily } from '../../util/ip.js';
 import { servicePortsFromState } from './model.js';
-import { UserspaceProxier } from './proxier.js';
+import { UserspaceProxier, validateSchedulerOptions } from './proxier.js';
 import { removePortals, systemIptables } from './portals.js';
 
 export { UserspaceProxier, validateSchedulerOptions, type UserspaceOptions, type PortStatus, type SyncReport } from './proxier.js';
@@ -39,30 +39,39 @@ export function parsePortRange(s: string | undefined): { from: number; to: numbe
 export function createBackend(opts: BackendOptions): ProxyBackend {
   const s = opts.settings as BackendOptions['settings'] & UserspaceSettings;
   const env = process.env;
-  const hostIP = opts.settings.nodeIPs.find((ip) => ipFamily(ip) === 4);
   const listenIP = s.bindAddress && s.bindAddress !== '::' ? s.bindAddress : '0.0.0.0';
-  if (!hostIP && listenIP === '0.0.0.0') {
-    throw new Error('--proxy-mode userspace: no IPv4 node IP known (needed as the DNAT target of traffic from the node itself); set --node-ip or a Node object with an InternalIP');
-  }
-  // Throws at start for an unknown scheduler or flag, listing the valid ones.
-  const proxier = new UserspaceProxier({
-    listenIP,
-    hostIP,
-    scheduler: s.ipvsScheduler ?? env.KPROXY_IPVS_SCHEDULER ?? 'rr',
-    schedulerFlags: s.ipvsSchedulerFlags ?? env.KPROXY_IPVS_SCHEDULER_FLAGS,
-    portRange: parsePortRange(s.proxyPortRange ?? env.KPROXY_PROXY_PORT_RANGE),
-    udpIdleTimeoutMs: s.udpIdleTimeoutMs ?? (env.KPROXY_UDP_TIMEOUT_MS ? Number(env.KPROXY_UDP_TIMEOUT_MS) : 250),
-    terminationGraceMs: s.terminationGraceMs,
-    iptables: systemIptables(opts.iptablesBackend === 'legacy' ? 'iptables-legacy' : opts.iptablesBackend === 'nft' ? 'iptables-nft' : 'iptables'),
-    registry: opts.metrics.registry,
-    log: opts.log.child({ mode: 'userspace' }),
-  });
+  // Checked now, so that `run` refuses to start with an unknown scheduler or flag (the message lists the valid ones).
+  const sched = validateSchedulerOptions(s.ipvsScheduler ?? env.KPROXY_IPVS_SCHEDULER ?? 'rr', s.ipvsSchedulerFlags ?? env.KPROXY_IPVS_SCHEDULER_FLAGS);
+  const portRange = parsePortRange(s.proxyPortRange ?? env.KPROXY_PROXY_PORT_RANGE);
+  const iptablesCmd = opts.iptablesBackend === 'legacy' ? 'iptables-legacy' : opts.iptablesBackend === 'nft' ? 'iptables-nft' : 'iptables';
+  let proxier: UserspaceProxier | undefined;
+  // Built on start, not here: `run --cleanup` creates the backend too and needs no node IP.
+  const build = (): UserspaceProxier => {
+    const hostIP = opts.settings.nodeIPs.find((ip) => ipFamily(ip) === 4);
+    if (!hostIP && listenIP === '0.0.0.0') {
+      throw new Error('--proxy-mode userspace: no IPv4 node IP known (needed as the DNAT target of traffic from the node itself); set --node-ip or a Node object with an InternalIP');
+    }
+    return new UserspaceProxier({
+      listenIP,
+      hostIP,
+      scheduler: sched.name,
+      schedulerFlags: s.ipvsSchedulerFlags ?? env.KPROXY_IPVS_SCHEDULER_FLAGS,
+      portRange,
+      udpIdleTimeoutMs: s.udpIdleTimeoutMs ?? (env.KPROXY_UDP_TIMEOUT_MS ? Number(env.KPROXY_UDP_TIMEOUT_MS) : 250),
+      terminationGraceMs: s.terminationGraceMs,
+      iptables: systemIptables(iptablesCmd),
+      registry: opts.metrics.registry,
+      log: opts.log.child({ mode: 'userspace' }),
+    });
+  };
   return {
     mode: 'userspace',
     async start() {
-      opts.log.info('userspace proxy ready', { scheduler: proxier.schedulerName, listen: listenIP, nodeIP: hostIP });
+      proxier ??= build();
+      opts.log.info('userspace proxy ready', { scheduler: proxier.schedulerName, listen: listenIP, nodeIPs: opts.settings.nodeIPs });
     },
     async sync(state: ClusterState, full: boolean): Promise<FamilySyncReport[]> {
+      proxier ??= build();
       const ports = servicePortsFromState(state, opts.settings.hostname, 'IPv4');
       const r = await proxier.sync(ports);
       for (const e of r.errors) opts.log.error(e);
@@ -76,10 +85,10 @@ export function createBackend(opts: BackendOptions): ProxyBackend {
       ];
     },
     async cleanup() {
-      await removePortals(systemIptables());
+      await removePortals(systemIptables(iptablesCmd));
     },
     async stop() {
-      await proxier.stop({ cleanupIptables: false });
+      await proxier?.stop({ cleanupIptables: false });
     },
   };
 }
