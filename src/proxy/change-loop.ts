@@ -61,7 +61,8 @@ export class ProxyAgent {
     await backend.start(() => this.requestFullSync());
     source.on('change', (s) => this.onChange(s));
     source.on('warning', (w) => log.warn('input object skipped', { ...w }));
-    await source.start();
+    // run.ts may have started the source already, to read this node's IPs.
+    if (!source.synced) await source.start();
     if (!this.state) this.onChange(source.current());
     this.runner.start();
     this.runner.run();
