@@ -110,7 +110,8 @@ test('lc sends new connections away from the server holding long ones', async ()
   const bs = await backends(2);
   const held: Socket[] = [];
   try {
-    await withProxy({ scheduler: 'lc' }, async (p) => {
+    const reg = new Registry();
+    await withProxy({ scheduler: 'lc', registry: reg }, async (p) => {
       await p.sync([svc('default/lc', bs)]);
       const port = portOf(p, 'default/lc');
       // Three long connections: b0 (tie → first), b1, b0.
@@ -123,6 +124,9 @@ test('lc sends new connections away from the server holding long ones', async ()
       for (let i = 0; i < 5; i++) assert.equal(await greet('127.0.0.1', port), 'b1');
       const lb = p.loadBalancer('default/lc')!;
       assert.equal(lb.endpoints.get(`127.0.0.1:${bs[0]!.port}`)!.activeConns, 2);
+      // The gauge reads the same counters at scrape time.
+      const text = await reg.metrics();
+      assert.match(text, new RegExp(`kubeproxy_userspace_connections\\{service_port_name="default/lc",endpoint="127.0.0.1:${bs[0]!.port}",state="active"\\} 2`));
     });
   } finally {
     for (const s of held) s.destroy();
