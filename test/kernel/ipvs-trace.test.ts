@@ -8,6 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +19,9 @@ import type { IpvsRender } from '../../src/dataplane/ipvs/model.js';
 import { createScheduler } from '../../src/dataplane/schedulers/index.js';
 import type { ClusterState } from '../../src/k8s/types.js';
 import { ep, port, slice, state, svc } from '../fixtures/ipvs/build.js';
+import { loadRuleset, parseIpsetSave, trace, type TraceRequest } from '../../src/netfilter/index.js';
+import { withIpvs } from '../../src/netfilter/ipvs.js';
+import { splitHostPort } from '../../src/util/ip.js';
 
 const main = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const NODE_IP = '192.168.1.10';
@@ -69,6 +73,25 @@ async function loadedNode(r: IpvsRender, dir: string): Promise<void> {
   }
 }
 
+/** The same trace in-process (the CLI's startup costs seconds on a loaded machine); one CLI run checks the wiring. */
+function traceLib(dir: string, o: { dst: string; src: string; proto?: 'tcp' | 'udp'; from: string }): Outcome[] {
+  const rs = loadRuleset(readFileSync(join(dir, 'iptables.txt'), 'utf8'));
+  const dst = splitHostPort(o.dst);
+  const src = splitHostPort(o.src);
+  const req: TraceRequest = {
+    proto: o.proto ?? 'tcp',
+    dst: dst.host,
+    dport: dst.port,
+    src: src.host,
+    sport: src.port,
+    from: o.from,
+    localIps: [`${NODE_IP}@eth0`],
+    ipsets: parseIpsetSave(readFileSync(join(dir, 'ipset.txt'), 'utf8')),
+  };
+  withIpvs(req, rs, readFileSync(join(dir, 'ipvs.txt'), 'utf8'), 'ipvs.txt');
+  return trace(rs, req).outcomes;
+}
+
 function traceOut(dir: string, ...args: string[]): Outcome[] {
   const res = spawnSync(
     process.execPath,
@@ -96,7 +119,7 @@ test('trace --ipvs on a loaded rr node: equal split, hairpin and NodePort masque
     );
 
     // A pod reaching itself through its service: KUBE-LOOP-BACK masquerades only that outcome.
-    const hairpin = traceOut(dir, '--dst', '10.96.0.10:80', '--src', '10.244.1.5', '--from', 'cni0');
+    const hairpin = traceLib(dir, { dst: '10.96.0.10:80', src: '10.244.1.5:40000', from: 'cni0' });
     assert.deepEqual(hairpin.map((o) => [o.destination, o.masquerade]), [
       ['10.244.1.5:8080', true],
       ['10.244.2.5:8080', false],
@@ -104,22 +127,22 @@ test('trace --ipvs on a loaded rr node: equal split, hairpin and NodePort masque
     ]);
 
     // From outside to a UDP NodePort: KUBE-NODE-PORT-UDP marks, KUBE-POSTROUTING masquerades.
-    const np = traceOut(dir, '--dst', `${NODE_IP}:30053`, '--proto', 'udp', '--src', '203.0.113.7', '--from', 'eth0');
+    const np = traceLib(dir, { dst: `${NODE_IP}:30053`, proto: 'udp', src: '203.0.113.7:40000', from: 'eth0' });
     assert.deepEqual(np.map((o) => [o.destination, o.probability, o.masquerade]), [
       ['10.244.1.6:53', 0.5, true],
       ['10.244.2.6:53', 0.5, true],
     ]);
 
     // From outside to a ClusterIP: not from the cluster CIDR, so marked and masqueraded.
-    const ext = traceOut(dir, '--dst', '10.96.0.10:80', '--src', '203.0.113.7', '--from', 'eth0');
+    const ext = traceLib(dir, { dst: '10.96.0.10:80', src: '203.0.113.7:40000', from: 'eth0' });
     assert.ok(ext.every((o) => o.masquerade && o.verdict === 'ACCEPT'));
 
     // A port on a VIP that is no service: KUBE-IPVS-FILTER rejects it before IPVS.
-    const off = traceOut(dir, '--dst', '10.96.0.10:22', '--src', '10.244.1.20', '--from', 'cni0');
+    const off = traceLib(dir, { dst: '10.96.0.10:22', src: '10.244.1.20:40000', from: 'cni0' });
     assert.deepEqual(off.map((o) => o.verdict), ['REJECT']);
 
     // A virtual service without real servers: IPVS drops.
-    const empty = traceOut(dir, '--dst', '10.96.0.99:80', '--src', '10.244.1.20', '--from', 'cni0');
+    const empty = traceLib(dir, { dst: '10.96.0.99:80', src: '10.244.1.20:40000', from: 'cni0' });
     assert.deepEqual(empty.map((o) => [o.verdict, o.probability]), [['DROP', 1]]);
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -135,12 +158,12 @@ test('trace --ipvs on a loaded sh node: the exact real server for each source', 
     const servers = web.realServers.map((x) => ({ key: `${x.address}:${x.port}`, ip: x.address, port: x.port, weight: x.weight, activeConns: 0, inactiveConns: 0 }));
     const got = new Set<string>();
     for (const src of ['10.244.1.20', '10.244.2.44', '10.244.7.3', '10.244.9.9']) {
-      const out = traceOut(dir, '--dst', '10.96.0.10:80', '--src', `${src}:41000`, '--from', 'cni0');
+      const out = traceLib(dir, { dst: '10.96.0.10:80', src: `${src}:41000`, from: 'cni0' });
       assert.equal(out.length, 1, `one outcome for ${src}`);
       assert.equal(out[0]!.probability, 1);
       assert.equal(out[0]!.destination, createScheduler('sh').schedule(servers, { srcIP: src })!.key);
       // The same client from another port lands on the same server.
-      assert.equal(traceOut(dir, '--dst', '10.96.0.10:80', '--src', `${src}:52000`, '--from', 'cni0')[0]!.destination, out[0]!.destination);
+      assert.equal(traceLib(dir, { dst: '10.96.0.10:80', src: `${src}:52000`, from: 'cni0' })[0]!.destination, out[0]!.destination);
       got.add(out[0]!.destination);
     }
     assert.ok(got.size >= 2, 'the sources spread over more than one server');
