@@ -4,8 +4,8 @@
 // duplicates (same "ip:port") are merged preferring a local copy, and the list
 // is sorted by the "ip:port" string.
 import type { EndpointSlice, IPFamily } from '../k8s/types.js';
-import { joinHostPort, normalizeIP } from '../util/ip.js';
-import { HEADLESS_LABEL, SERVICE_PROXY_NAME_LABEL, servicePortNameString, type ServicePortInfo } from './service-port.js';
+import { joinHostPort } from '../util/ip.js';
+import { canonicalIP, HEADLESS_LABEL, SERVICE_PROXY_NAME_LABEL, servicePortNameString, type ServicePortInfo } from './service-port.js';
 
 export interface EndpointInfo {
   ip: string;
@@ -17,6 +17,7 @@ export interface EndpointInfo {
   terminating: boolean;
   /** The endpoint's nodeName is this node. */
   isLocal: boolean;
+  /** Treat as read-only: endpoints without hints share one empty set. */
   zoneHints: Set<string>;
   nodeHints: Set<string>;
   nodeName?: string;
@@ -26,6 +27,13 @@ export interface EndpointInfo {
 /** The key used to match slices to services: "ns/name". */
 function serviceNN(ns: string, name: string): string {
   return `${ns}/${name}`;
+}
+
+/** Shared by every endpoint without hints (most of them): 100k endpoints need not carry 200k empty Sets. */
+const NO_HINTS: ReadonlySet<string> = new Set<string>();
+
+function hintSet(list: string[] | undefined): Set<string> {
+  return list && list.length > 0 ? new Set(list) : (NO_HINTS as Set<string>);
 }
 
 function compareEndpoint(a: EndpointInfo, b: EndpointInfo): number {
@@ -73,8 +81,9 @@ export function buildEndpointsMap(
         if (!set) sets.set(key, (set = new Map()));
         for (const ep of slice.endpoints) {
           if (ep.addresses.length === 0) continue;
-          const ip = normalizeIP(ep.addresses[0]!);
-          if (ip === null) continue;
+          const ip = canonicalIP(ep.addresses[0]!);
+          // A slice's address type decides its family; an address of the other family is dropped.
+          if (ip === null || ip.includes(':') !== (family === 'IPv6')) continue;
           const isLocal = ep.nodeName !== undefined && ep.nodeName !== '' && ep.nodeName === nodeName;
           const endpoint = joinHostPort(ip, port.port);
           if (set.has(endpoint) && !isLocal) continue;
@@ -86,8 +95,8 @@ export function buildEndpointsMap(
             serving: ep.conditions.serving,
             terminating: ep.conditions.terminating,
             isLocal,
-            zoneHints: new Set(ep.hints?.forZones ?? []),
-            nodeHints: new Set(ep.hints?.forNodes ?? []),
+            zoneHints: hintSet(ep.hints?.forZones),
+            nodeHints: hintSet(ep.hints?.forNodes),
           };
           if (ep.nodeName) info.nodeName = ep.nodeName;
           if (ep.zone) info.zone = ep.zone;

@@ -289,3 +289,35 @@ test('iptables version parsing for --random-fully', () => {
   assert.equal(versionSupportsRandomFully('iptables v1.4.21'), false);
   assert.equal(versionSupportsRandomFully('garbage'), false);
 });
+
+test('canonicalRuleset (direct) equals canonicalPayload(restorePayload) on tricky orderings', () => {
+  const mk = (ns: string, name: string, ports: string[], i: number) =>
+    makeService(ns, name, (s) => {
+      s.type = i % 2 ? 'NodePort' : 'LoadBalancer';
+      s.clusterIPs = [`172.30.1.${i}`];
+      s.loadBalancerIngress = i % 2 ? [] : [{ ip: `1.2.3.${i}` }];
+      s.loadBalancerSourceRanges = i % 4 === 0 ? ['203.0.113.0/25'] : [];
+      s.externalTrafficPolicy = i % 3 === 0 ? 'Local' : 'Cluster';
+      s.healthCheckNodePort = i % 3 === 0 ? 31000 + i : 0;
+      s.ports = ports.map((p, k) => tcpPort(p, 80 + k, 30000 + i * 10 + k));
+    });
+  const services = [
+    mk('ns', 'a', ['x', 'http'], 1),
+    mk('ns', 'a-b', [''], 2),
+    mk('ns', 'a.b', ['z'], 3),
+    mk('n', 's', [''], 4),
+    mk('ns-1', 'a', ['p'], 5),
+    mk('ns', 'b', ['p'], 6),
+  ];
+  const slices = [
+    makeSlice('ns', 'a', 1, [ep('10.0.0.1'), ep('10.0.0.11', { nodeName: testNodeName })], [{ name: 'x', port: 8080 }, { name: 'http', port: 8081 }]),
+    makeSlice('ns', 'a-b', 1, [ep('10.0.0.2')], [{ name: '', port: 80 }]),
+    makeSlice('n', 's', 1, [ep('10.0.0.4', { nodeName: testNodeName })], [{ name: '', port: 80 }]),
+  ];
+  for (const o of [fakeProxierOptions(), fakeProxierOptions('IPv4', { nodePortAddresses: ['192.168.0.0/16', '127.0.0.1/32'] })]) {
+    const [rs] = renderIptables(state(services, slices), o);
+    for (const popts of [{}, { deleteNatChains: ['KUBE-SVC-OLDOLDOLDOLDOLD1', 'KUBE-SEP-OLDOLDOLDOLDOLD2'] }]) {
+      assert.equal(canonicalRuleset(rs!, popts), canonicalPayload(restorePayload(rs!, popts)));
+    }
+  }
+});

@@ -3,21 +3,35 @@
 //   KUBE-SEP-               + base32(sha256(servicePortName + protocol + "ip:port"))[:16]
 // where servicePortName is "ns/name" or "ns/name:port" and protocol is lower case.
 // sha256 is the main cost of a render, so results are memoized per hashed string.
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 
 const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
 
 /** The first 16 characters of RFC 4648 base32 (upper case) of sha256(s): exactly the first 10 digest bytes. */
+// crypto.hash (one-shot, Node >= 20.12) is several times cheaper than createHash for short inputs.
+const oneShot = (crypto as unknown as { hash?: (alg: string, data: string, enc: 'buffer') => Buffer }).hash;
+const digest = oneShot
+  ? (s: string): Buffer => oneShot('sha256', s, 'buffer')
+  : (s: string): Buffer => crypto.createHash('sha256').update(s, 'utf8').digest();
+
+const B32_CODES = Array.from(B32, (c) => c.charCodeAt(0));
+
 export function hash16(s: string): string {
-  const d = createHash('sha256').update(s, 'utf8').digest();
-  let out = '';
-  // 10 bytes = 80 bits = 16 base32 digits, processed as two 40-bit groups.
-  for (let g = 0; g < 10; g += 5) {
-    let v = 0n;
-    for (let i = 0; i < 5; i++) v = (v << 8n) | BigInt(d[g + i]!);
-    for (let k = 7; k >= 0; k--) out += B32[Number((v >> BigInt(k * 5)) & 31n)];
+  const d = digest(s);
+  // 10 bytes = 80 bits = 16 base32 digits: two groups of 5 bytes → 8 digits, with 32-bit integer ops only.
+  const c = new Array<number>(16);
+  for (let g = 0, o = 0; g < 10; g += 5, o += 8) {
+    const b0 = d[g]!, b1 = d[g + 1]!, b2 = d[g + 2]!, b3 = d[g + 3]!, b4 = d[g + 4]!;
+    c[o] = B32_CODES[b0 >> 3]!;
+    c[o + 1] = B32_CODES[((b0 & 7) << 2) | (b1 >> 6)]!;
+    c[o + 2] = B32_CODES[(b1 >> 1) & 31]!;
+    c[o + 3] = B32_CODES[((b1 & 1) << 4) | (b2 >> 4)]!;
+    c[o + 4] = B32_CODES[((b2 & 15) << 1) | (b3 >> 7)]!;
+    c[o + 5] = B32_CODES[(b3 >> 2) & 31]!;
+    c[o + 6] = B32_CODES[((b3 & 3) << 3) | (b4 >> 5)]!;
+    c[o + 7] = B32_CODES[b4 & 31]!;
   }
-  return out;
+  return String.fromCharCode(...c);
 }
 
 const MAX_CACHE = 1 << 20;
