@@ -133,7 +133,14 @@ export class DnsServer {
 
   private bindUdp(host: string, port: number, v6: boolean, ipv6Only: boolean): Promise<dgram.Socket> {
     return new Promise((resolve, reject) => {
-      const s = dgram.createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only });
+      // Replies go to the sender's address, always an IP literal: skip dns.lookup (an isIP
+      // regex and a nextTick per reply, a measurable share of the hot path).
+      const s = dgram.createSocket({
+        type: v6 ? 'udp6' : 'udp4',
+        ipv6Only,
+        lookup: ((addr: string, _opts: unknown, cb: (e: Error | null, a: string, f: number) => void) =>
+          cb(null, addr, v6 ? 6 : 4)) as unknown as typeof import('node:dns').lookup,
+      });
       s.once('error', reject);
       s.bind({ address: host, port }, () => {
         s.off('error', reject);
