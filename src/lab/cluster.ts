@@ -270,7 +270,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
     }
     for (const p of state.pods) {
       const log = join(logs, `pod-${podNetnsName(p)}.log`);
-      await waitFor(`pod ${p.name}'s server`, () => readFileSync(log, 'utf8').includes('ready'), 15_000, 50).catch((e: Error) => {
+      await waitFor(`pod ${p.name}'s server`, () => readFileSync(log, 'utf8').includes('ready'), 60_000, 50).catch((e: Error) => {
         throw new Error(`${e.message}: ${readFileSync(log, 'utf8').trim()}`);
       });
     }
