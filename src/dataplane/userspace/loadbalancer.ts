@@ -82,6 +82,11 @@ export class LoadBalancer {
     return removed;
   }
 
+  /** Whether a choice depends on the client's address (affinity, sh, mh): reading it costs a getpeername() per connection. */
+  get needsClientAddress(): boolean {
+    return this.affinityEnabled || this.scheduler.name === 'sh' || this.scheduler.name === 'mh';
+  }
+
   get endpointCount(): number {
     return this.order.length;
   }

@@ -104,16 +104,17 @@ export class TcpPortProxy {
     client.on('error', () => {
       /* reported through close; the backend side is torn down in splice */
     });
-    const srcIP = client.remoteAddress ?? '0.0.0.0';
-    const srcPort = client.remotePort;
+    const needSrc = this.lb.needsClientAddress;
+    const srcIP = needSrc ? client.remoteAddress ?? '0.0.0.0' : '0.0.0.0';
+    const srcPort = needSrc ? client.remotePort : undefined;
     const failed = new Set<string>();
     const attempt = (i: number): void => {
-      if (i >= this.opts.dialTimeoutsMs.length || this.closed || client.destroyed) return this.reject(client, srcIP, srcPort);
+      if (i >= this.opts.dialTimeoutsMs.length || this.closed || client.destroyed) return this.reject(client);
       // After a failure: no affinity (upstream sessionAffinityReset) and not the endpoints that failed,
       // unless every endpoint has failed, when the next try gets a longer timeout on any of them.
       if (failed.size >= this.lb.endpointCount) failed.clear();
       const ep = this.lb.pick({ srcIP, srcPort, dstIP: this.opts.dstIP, resetAffinity: i > 0, exclude: failed });
-      if (!ep) return this.reject(client, srcIP, srcPort);
+      if (!ep) return this.reject(client);
       dial(ep, this.opts.dialTimeoutsMs[i]!, (err, backend) => {
         if (err || !backend) {
           this.opts.counters.dialFailed(ep.key);
@@ -132,9 +133,9 @@ export class TcpPortProxy {
     attempt(0);
   }
 
-  private reject(client: Socket, srcIP: string, srcPort: number | undefined): void {
+  private reject(client: Socket): void {
     this.opts.counters.rejected();
-    this.opts.log.info('no endpoint could take the connection; resetting it', { service: this.lb.key, client: `${srcIP}:${srcPort}` });
+    this.opts.log.info('no endpoint could take the connection; resetting it', { service: this.lb.key, client: `${client.remoteAddress}:${client.remotePort}` });
     if (!client.destroyed) client.resetAndDestroy();
   }
 
