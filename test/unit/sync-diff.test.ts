@@ -14,6 +14,7 @@ import {
   type Tables,
 } from '../../src/dataplane/iptables/sync-diff.js';
 import { IptablesSyncer } from '../../src/dataplane/iptables/sync.js';
+import { parseSave } from '../../src/dataplane/iptables/sync-save.js';
 import type { IptablesTools } from '../../src/dataplane/iptables/apply.js';
 import { renderFamily } from '../../src/dataplane/iptables/render.js';
 import { IncrementalRenderer } from '../../src/dataplane/iptables/sync-render.js';
@@ -90,6 +91,9 @@ class FakeKernel {
     applyToModel(copy, payload); // all or nothing, like a restore
     this.tables = copy;
     this.restores.push(payload);
+  }
+  async read() {
+    return parseSave(await this.save());
   }
   async save(): Promise<string> {
     let s = '';

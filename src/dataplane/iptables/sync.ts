@@ -18,7 +18,8 @@ import {
   type Tables,
 } from './sync-diff.js';
 import { looseKey, parseSave } from './sync-save.js';
-import { restore, RestoreError, save, type IptablesTools } from './apply.js';
+import { restore, RestoreError, type IptablesTools } from './apply.js';
+import { readKernel, UNREAD } from './sync-read.js';
 import { log as rootLog, type Logger } from '../../util/log.js';
 
 export interface SyncOptions {
@@ -58,7 +59,14 @@ export interface SyncerConfig {
   stageLines?: number;
   log?: Logger;
   /** Replaces the kernel (unit tests): how to run a restore payload and read iptables-save. */
-  kernel?: { restore(payload: string): Promise<void>; save(): Promise<string> };
+  kernel?: KernelIO;
+}
+
+/** How the syncer reaches the kernel (replaced in unit tests). */
+export interface KernelIO {
+  restore(payload: string): Promise<void>;
+  /** The filter and nat tables; `precise(table)` names the non-service chains whose rule text is needed. */
+  read(precise: (table: string) => string[]): Promise<ReturnType<typeof parseSave>>;
 }
 
 /** Quotes an argument for an iptables-restore line the way upstream's payloads do. */
@@ -81,11 +89,14 @@ export class IptablesSyncer {
   private savedForm = new Map<string, string>();
   /** False after a failed restore or a lost canary: `current` is then only what we last believed. */
   private trusted = false;
-  private readonly kernel: { restore(payload: string): Promise<void>; save(): Promise<string> };
+  private readonly kernel: KernelIO;
 
   constructor(cfg: SyncerConfig) {
     this.tools = cfg.tools;
-    this.kernel = cfg.kernel ?? { restore: (p) => restore(cfg.tools, p), save: () => save(cfg.tools) };
+    this.kernel = cfg.kernel ?? {
+      restore: (p) => restore(cfg.tools, p),
+      read: (precise) => readKernel(cfg.tools, ['filter', 'nat'], precise),
+    };
     this.stageLines = cfg.stageLines ?? (cfg.tools.backend === 'nft' ? 20_000 : Infinity);
     this.log = cfg.log ?? rootLog.child({ component: 'iptables-sync', family: cfg.tools.family });
   }
@@ -112,9 +123,12 @@ export class IptablesSyncer {
     let desired: Tables;
     let jumpLines: string[] = [];
     if (full) {
-      const text = await this.kernel.save();
-      const parsed = parseSave(text);
       desired = fullTables(rs);
+      const builtins = new Set(rs.jumps.map((j) => `${j.table}/${j.chain}`));
+      const parsed = await this.kernel.read((t) => [
+        ...[...(desired[t as TableName]?.keys() ?? [])].filter((c) => !isServiceChain(c)),
+        ...[...builtins].filter((b) => b.startsWith(t + '/')).map((b) => b.slice(t.length + 1)),
+      ]);
       const kernel = this.reconcile(parsed, desired, opts.verify ?? this.last === null);
       plan = planSync({ current: kernel, desired, key: looseKey });
       jumpLines = missingJumps(rs.jumps, parsed);
@@ -231,7 +245,7 @@ export class IptablesSyncer {
         const known = this.savedForm.get(want[i]!);
         if (known !== undefined && known !== saved[i]) return false;
       }
-      for (let i = 0; i < want.length; i++) learned.set(want[i]!, saved[i]!);
+      for (let i = 0; i < want.length; i++) if (saved[i] !== UNREAD) learned.set(want[i]!, saved[i]!);
       return true;
     }
     for (let i = 0; i < want.length; i++) {
