@@ -98,6 +98,17 @@ test('health check node ports, /healthz and /metrics of kproxy run, over real so
     r = await get(n1.netns, 'http://127.0.0.1:10249/proxyMode');
     assert.equal(r.body, 'iptables');
 
+    // node2 is marked for deletion by the cluster autoscaler: its /healthz turns 503 (not eligible), /livez stays 200.
+    const nodeFile = join(state.generated, 'lb.yaml');
+    writeFileSync(
+      nodeFile,
+      readFileSync(nodeFile, 'utf8').replace(/(name: node2\n(?:.*\n)*?spec:\n)/, '$1  taints:\n    - key: ToBeDeletedByClusterAutoscaler\n      value: "1700000000"\n      effect: NoSchedule\n'),
+    );
+    await waitFor('node2 /healthz to turn 503', async () => (r = await get(client, `http://${n2.ip}:10256/healthz`)).status === 503, 30_000, 200);
+    assert.match(r.body, /"nodeEligible":false,"healthy":true/);
+    r = await get(client, `http://${n2.ip}:10256/livez`);
+    assert.equal(r.status, 200);
+
     // The endpoint on node1 stops being ready: its health check turns 503 within seconds.
     const file = join(state.generated, 'lb.yaml');
     writeFileSync(file, readFileSync(file, 'utf8').replace(/status: "True"/, 'status: "False"'));
