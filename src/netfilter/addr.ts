@@ -23,7 +23,32 @@ export interface Cidr {
   text: string;
 }
 
+/** Dotted-quad fast path (the common case in large dumps); null when not plain a.b.c.d. */
+function fastV4(s: string): number | null {
+  let v = 0;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || part > 255) return null;
+      v = v * 256 + part;
+      part = 0;
+      digits = 0;
+      dots++;
+    } else if (c >= 48 && c <= 57 && digits < 3) {
+      part = part * 10 + (c - 48);
+      digits++;
+    } else return null;
+  }
+  if (dots !== 3 || digits === 0 || part > 255) return null;
+  return v * 256 + part;
+}
+
 export function parseAddr(s: string): Addr | null {
+  const f = fastV4(s);
+  if (f !== null) return { family: 4, v4: f, v6: 0n, text: addrFromV4(f).text };
   const p = parseIP(s);
   if (!p) return null;
   if (p.family === 4) {

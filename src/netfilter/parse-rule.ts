@@ -4,14 +4,16 @@
 import { parseAddr, parseCidr } from './addr.js';
 import type { Match, NatRange, PortRange, Target } from './ruleset.js';
 
-export interface Token {
-  text: string;
-  quoted: boolean;
+/** A line's words; `quoted` holds the indexes of words that were quoted (never options, never "!"). */
+export interface Tokens {
+  words: string[];
+  quoted: Set<number> | null;
 }
 
 /** Splits a line into words; "double" and 'single' quotes group, backslash escapes inside double quotes. */
-export function tokenize(line: string): Token[] {
-  const out: Token[] = [];
+export function tokenize(line: string): Tokens {
+  const out: string[] = [];
+  let quotedIdx: Set<number> | null = null;
   const n = line.length;
   let i = 0;
   while (i < n) {
@@ -27,6 +29,14 @@ export function tokenize(line: string): Token[] {
       if (c === 32 || c === 9) break;
       if (c === 34 /* " */) {
         quoted = true;
+        const end = line.indexOf('"', i + 1);
+        const bs = line.indexOf('\\', i + 1);
+        if (end >= 0 && (bs < 0 || bs > end)) {
+          // No escapes inside: one slice.
+          text += line.slice(i + 1, end);
+          i = end + 1;
+          continue;
+        }
         i++;
         while (i < n && line.charCodeAt(i) !== 34) {
           if (line.charCodeAt(i) === 92 /* \ */ && i + 1 < n) i++;
@@ -53,9 +63,10 @@ export function tokenize(line: string): Token[] {
         i = j;
       }
     }
-    out.push({ text, quoted });
+    if (quoted) (quotedIdx ??= new Set()).add(out.length);
+    out.push(text);
   }
-  return out;
+  return { words: out, quoted: quotedIdx };
 }
 
 interface Opt {
@@ -67,7 +78,10 @@ interface Opt {
 interface Block {
   module: string;
   opts: Opt[];
-  text: string[];
+}
+
+function blockText(b: Block): string {
+  return [`-m ${b.module}`, ...b.opts.map(optText)].join(' ');
 }
 
 export interface ParsedRule {
@@ -76,7 +90,7 @@ export interface ParsedRule {
   unmodelled: string[];
 }
 
-const SHORT: Record<string, string> = {
+const SHORT_OBJ: Record<string, string> = {
   '-p': 'protocol',
   '--protocol': 'protocol',
   '-s': 'source',
@@ -101,11 +115,19 @@ const SHORT: Record<string, string> = {
   '--set-counters': 'counters',
 };
 
+// A Map: words sliced out of a line are not internalized, and object lookups would internalize each.
+const SHORT = new Map(Object.entries(SHORT_OBJ));
+
+// Indexed by the letter of a one-letter option: "-p" → SHORT2['p'.charCodeAt(0)].
+const SHORT2: (string | undefined)[] = [];
+for (const [k, v] of SHORT) if (k.length === 2) SHORT2[k.charCodeAt(1)] = v;
+
 /** Options that take no argument. */
 const FLAGS = new Set([
   'syn', 'set', 'rcheck', 'update', 'remove', 'reap', 'rsource', 'rdest', 'rttl', 'random', 'random-fully',
   'persistent', 'save-mark', 'restore-mark', 'notrack', 'log-uid', 'log-tcp-sequence', 'log-tcp-options',
   'log-ip-options', 'log-macdecode', 'return-nomatch', 'ipv4', 'ipv6', 'checksum-fill', 'clamp-mss-to-pmtu',
+  'physdev-is-in', 'physdev-is-out', 'physdev-is-bridged',
 ]);
 /** Options that take two arguments. */
 const TWO_ARGS = new Set(['tcp-flags', 'match-set', 'to']);
@@ -124,8 +146,10 @@ export function normalizeProto(p: string): string {
   return l;
 }
 
-function isOptionToken(t: Token): boolean {
-  return !t.quoted && t.text.length > 1 && t.text[0] === '-' && !/^-\d/.test(t.text);
+function isOptionWord(w: string, quoted: boolean): boolean {
+  if (quoted || w.length < 2 || w.charCodeAt(0) !== 45) return false;
+  const c = w.charCodeAt(1);
+  return c < 48 || c > 57;
 }
 
 export function parseNumber(s: string): number {
@@ -221,7 +245,7 @@ export function quoteIfNeeded(s: string): string {
  * Parses the arguments of one rule (everything after "-A CHAIN"). Throws Error with a
  * plain message on malformed input; the caller adds the line number.
  */
-export function parseRuleArgs(tokens: Token[], start = 0): ParsedRule & { counters?: [bigint, bigint] } {
+export function parseRuleArgs(toks: Tokens, start = 0): ParsedRule & { counters?: [bigint, bigint] } {
   const matches: Match[] = [];
   const unmodelled: string[] = [];
   let target: Target | null = null;
@@ -234,29 +258,32 @@ export function parseRuleArgs(tokens: Token[], start = 0): ParsedRule & { counte
   let isGoto = false;
   let neg = false;
 
+  const words = toks.words;
+  const qs = toks.quoted;
+  const isQ = (i: number): boolean => qs !== null && qs.has(i);
   const take = (i: number, what: string): string => {
-    const t = tokens[i];
-    if (!t) throw new Error(`option ${what} needs a value`);
-    return t.text;
+    const t = words[i];
+    if (t === undefined) throw new Error(`option ${what} needs a value`);
+    return t;
   };
 
   let i = start;
-  while (i < tokens.length) {
-    const tok = tokens[i]!;
-    if (!tok.quoted && tok.text === '!') {
+  while (i < words.length) {
+    const w = words[i]!;
+    if (w === '!' && !isQ(i)) {
       neg = !neg;
       i++;
       continue;
     }
-    if (!isOptionToken(tok)) throw new Error(`unexpected word "${tok.text}"`);
-    const short = SHORT[tok.text];
+    if (!isOptionWord(w, isQ(i))) throw new Error(`unexpected word "${w}"`);
+    const short = w.length === 2 ? SHORT2[w.charCodeAt(1)] : w.length <= 16 && w.charCodeAt(2) >= 100 && w.charCodeAt(2) <= 115 ? SHORT.get(w) : undefined;
     if (short) {
       // Basic options.
-      let v = take(i + 1, tok.text);
+      let v = take(i + 1, w);
       let j = i + 2;
       if (v === '!' && short !== 'fragment' && short !== 'counters') {
         neg = !neg;
-        v = take(i + 2, tok.text);
+        v = take(i + 2, w);
         j = i + 3;
       }
       switch (short) {
@@ -268,7 +295,7 @@ export function parseRuleArgs(tokens: Token[], start = 0): ParsedRule & { counte
         case 'source':
         case 'destination': {
           const cidr = parseCidr(v);
-          if (!cidr) throw new Error(`bad address "${v}" for ${tok.text}`);
+          if (!cidr) throw new Error(`bad address "${v}" for ${w}`);
           matches.push({ kind: 'addr', dir: short === 'source' ? 'src' : 'dst', neg, cidr });
           break;
         }
@@ -283,7 +310,7 @@ export function parseRuleArgs(tokens: Token[], start = 0): ParsedRule & { counte
           j = i + 1;
           break;
         case 'match':
-          current = { module: v.toLowerCase(), opts: [], text: [`-m ${v}`] };
+          current = { module: v.toLowerCase(), opts: [] };
           blocks.push(current);
           if (neg) throw new Error('"!" before -m');
           break;
@@ -295,7 +322,7 @@ export function parseRuleArgs(tokens: Token[], start = 0): ParsedRule & { counte
           current = null;
           break;
         case 'counters': {
-          const b = take(i + 2, tok.text);
+          const b = take(i + 2, w);
           counters = [BigInt(v), BigInt(b)];
           j = i + 3;
           break;
@@ -306,24 +333,24 @@ export function parseRuleArgs(tokens: Token[], start = 0): ParsedRule & { counte
       continue;
     }
     // A long option of a module or of the target.
-    const name = tok.text.replace(/^--?/, '');
+    const name = w.charCodeAt(1) === 45 ? w.slice(2) : w.slice(1);
     const args: string[] = [];
     let j = i + 1;
     let optNeg = neg;
     neg = false;
     if (!FLAGS.has(name)) {
       const want = TWO_ARGS.has(name) ? 2 : 1;
-      if (tokens[j] && !tokens[j]!.quoted && tokens[j]!.text === '!' && name !== 'set') {
+      if (words[j] === '!' && !isQ(j) && name !== 'set') {
         optNeg = !optNeg;
         j++;
       }
       for (let k = 0; k < want; k++) {
-        const t = tokens[j];
-        if (!t || (isOptionToken(t) && !(name === 'log-prefix' || name === 'comment'))) {
+        const t = words[j];
+        if (t === undefined || (isOptionWord(t, isQ(j)) && !(name === 'log-prefix' || name === 'comment'))) {
           if (k === 0) throw new Error(`option --${name} needs a value`);
           break;
         }
-        args.push(t.text);
+        args.push(t);
         j++;
       }
     }
@@ -333,12 +360,11 @@ export function parseRuleArgs(tokens: Token[], start = 0): ParsedRule & { counte
       if (!current) {
         // "-p tcp --dport 80" without "-m tcp": iptables loads the protocol's match implicitly.
         if (proto && ['tcp', 'udp', 'sctp', 'icmp', 'icmpv6', 'udplite', 'dccp'].includes(proto)) {
-          current = { module: proto, opts: [], text: [] };
+          current = { module: proto, opts: [] };
           blocks.push(current);
         } else throw new Error(`option --${name} outside any match module`);
       }
       current.opts.push(opt);
-      current.text.push(optText(opt));
     }
     i = j;
   }
@@ -356,7 +382,7 @@ export function parseRuleArgs(tokens: Token[], start = 0): ParsedRule & { counte
 
 function interpretBlock(b: Block, matches: Match[], unmodelled: string[]): void {
   const unknown = (o?: Opt): void => {
-    const text = o ? `-m ${b.module} ${optText(o)}` : b.text.join(' ');
+    const text = o ? `-m ${b.module} ${optText(o)}` : blockText(b);
     matches.push({ kind: 'unknown', text });
     unmodelled.push(text);
   };
@@ -445,7 +471,7 @@ function interpretBlock(b: Block, matches: Match[], unmodelled: string[]): void 
       return;
     }
     case 'nfacct':
-      matches.push({ kind: 'always', text: b.text.join(' ') });
+      matches.push({ kind: 'always', text: blockText(b) });
       return;
     case 'statistic': {
       const get = (n: string): Opt | undefined => b.opts.find((o) => o.name === n);
@@ -537,9 +563,13 @@ function interpretBlock(b: Block, matches: Match[], unmodelled: string[]): void 
 const TERMINAL_TARGETS = new Set(['ACCEPT', 'DROP', 'RETURN']);
 
 function interpretTarget(name: string, isGoto: boolean, opts: Opt[], unmodelled: string[]): Target {
+  if (isGoto) return { kind: 'goto', chain: name };
+  if (opts.length === 0) {
+    if (name === 'ACCEPT' || name === 'DROP' || name === 'RETURN') return { kind: name };
+    if (!KNOWN_EXTENSION_TARGETS.has(name) && !KNOWN_TARGETS_WITH_OPTIONS.has(name)) return { kind: 'jump', chain: name };
+  }
   const get = (n: string): Opt | undefined => opts.find((o) => o.name === n);
   const text = `-j ${name}${opts.length ? ' ' + opts.map(optText).join(' ') : ''}`;
-  if (isGoto) return { kind: 'goto', chain: name };
   const unknownOpts = (known: string[]): void => {
     for (const o of opts) if (!known.includes(o.name)) unmodelled.push(optText(o));
   };
@@ -636,6 +666,8 @@ function interpretTarget(name: string, isGoto: boolean, opts: Opt[], unmodelled:
       return { kind: 'jump', chain: name };
   }
 }
+
+const KNOWN_TARGETS_WITH_OPTIONS = new Set(['REJECT', 'DNAT', 'SNAT', 'MASQUERADE', 'REDIRECT', 'MARK', 'CONNMARK', 'LOG', 'NFLOG', 'ULOG', 'TRACE', 'NOTRACK', 'CT']);
 
 /** Targets that are kernel extensions, not chains, which the simulator does not model. */
 const KNOWN_EXTENSION_TARGETS = new Set([

@@ -30,6 +30,7 @@ export function parseSave(text: string, opts: ParseOptions = {}): Ruleset {
   let family: 4 | 6 | undefined = opts.family;
   if (!family && /^#.*ip6tables-save/m.test(text.slice(0, 2000))) family = 6;
   let table: Table | null = null;
+  let lastChain: Chain | null = null;
   /** Jumps to check once the table is committed: [chain, line]. */
   let pendingJumps: [string, number][] = [];
   const err = (line: number, msg: string): never => {
@@ -94,26 +95,28 @@ export function parseSave(text: string, opts: ParseOptions = {}): Ruleset {
     }
     let start = 0;
     let counters: [bigint, bigint] | undefined;
-    const cm = /^\[(\d+):(\d+)\]$/.exec(tokens[0]?.text ?? '');
+    const cm = line.charCodeAt(0) === 91 ? /^\[(\d+):(\d+)\]$/.exec(tokens.words[0] ?? '') : null;
     if (cm) {
       counters = [BigInt(cm[1]!), BigInt(cm[2]!)];
       start = 1;
     }
-    const cmd = tokens[start]?.text;
-    const chainName = tokens[start + 1]?.text;
+    const cmd = tokens.words[start];
+    const chainName = tokens.words[start + 1];
     if (!cmd || !chainName) err(lineNo, `cannot read "${line.slice(0, 60)}"`);
     switch (cmd) {
       case '-A':
       case '--append':
       case '-I':
       case '--insert': {
-        const chain = t.chains.get(chainName!);
+        // Consecutive rules are usually in the same chain: skip the map lookup.
+        const chain: Chain | undefined = lastChain && lastChain.name === chainName && lastChain.table === t.name ? lastChain : t.chains.get(chainName!);
+        lastChain = chain ?? null;
         if (!chain) err(lineNo, `rule for chain "${chainName}", which was not declared in table ${t.name}`);
         let argStart = start + 2;
         let pos = chain!.rules.length;
         if (cmd === '-I' || cmd === '--insert') {
           pos = 0;
-          const n = tokens[argStart]?.text;
+          const n = tokens.words[argStart];
           if (n && /^\d+$/.test(n)) {
             pos = Number(n) - 1;
             argStart++;
@@ -146,7 +149,8 @@ export function parseSave(text: string, opts: ParseOptions = {}): Ruleset {
           if (t.name !== 'nat' && (parsed.target.chain === 'DNAT' || parsed.target.chain === 'SNAT')) err(lineNo, `${parsed.target.chain} is only valid in the nat table`);
           pendingJumps.push([parsed.target.chain, lineNo]);
         }
-        chain!.rules.splice(pos, 0, rule);
+        if (pos === chain!.rules.length) chain!.rules.push(rule);
+        else chain!.rules.splice(pos, 0, rule);
         break;
       }
       case '-N':
@@ -160,6 +164,7 @@ export function parseSave(text: string, opts: ParseOptions = {}): Ruleset {
         if (!chain) err(lineNo, `cannot delete chain ${chainName}: it does not exist`);
         if (chain!.builtin) err(lineNo, `cannot delete built-in chain ${chainName}`);
         t.chains.delete(chainName!);
+        lastChain = null;
         pendingJumps = pendingJumps.filter(([n]) => n !== chainName);
         for (const other of t.chains.values())
           for (const r of other.rules)
@@ -177,7 +182,7 @@ export function parseSave(text: string, opts: ParseOptions = {}): Ruleset {
       case '-P':
       case '--policy': {
         const chain = t.chains.get(chainName!);
-        const pol = tokens[start + 2]?.text;
+        const pol = tokens.words[start + 2];
         if (!chain?.builtin || (pol !== 'ACCEPT' && pol !== 'DROP')) err(lineNo, `bad policy line "${line}"`);
         chain!.policy = pol as 'ACCEPT' | 'DROP';
         break;

@@ -9,12 +9,12 @@ import type { TraceRequest } from '../../src/netfilter/simulate.js';
 /** Whether the match (rule options) holds for the packet: DNAT to 10.9.9.9:1 when it does. */
 function holds(opts: string, req: Partial<TraceRequest> & { dst?: string } = {}, extra: Record<string, string[]> = {}): boolean | '?' {
   const r = run(
-    { ...extra, nat: [...(extra.nat ?? []), `-A PREROUTING ${opts} -j DNAT --to-destination 10.9.9.9:1`] },
+    { ...extra, nat: [...(extra.nat ?? []), `-A PREROUTING ${opts} -j DNAT --to-destination 10.9.9.9`] },
     { dst: '10.0.0.1', dport: 80, src: '10.1.0.5', sport: 1234, from: 'eth1', ...req },
   );
   const o = r.outcomes;
   if (o.length === 2 && o.every((x) => x.uncertain)) return '?';
-  return only(r).destination === '10.9.9.9:1';
+  return only(r).destination.startsWith('10.9.9.9');
 }
 
 test('-s/-d with CIDRs and negation, -p', () => {
@@ -87,7 +87,7 @@ test('conntrack state and status, -m state', () => {
   assert.equal(holds('-m conntrack --ctstatus ASSURED'), '?');
   // ctstate DNAT after the nat table rewrote the destination.
   const r = run(
-    { nat: ['-A PREROUTING -j DNAT --to-destination 10.5.0.1:8080'], filter: ['policy FORWARD DROP', '-A FORWARD -m conntrack --ctstate DNAT -j ACCEPT'] },
+    { nat: ['-A PREROUTING -p tcp -j DNAT --to-destination 10.5.0.1:8080'], filter: ['policy FORWARD DROP', '-A FORWARD -m conntrack --ctstate DNAT -j ACCEPT'] },
     { dst: '10.0.0.1', dport: 80 },
   );
   assert.deepEqual(brief(r), ['ACCEPT 10.5.0.1:8080 1']);
@@ -115,12 +115,12 @@ test('comment and nfacct always match; fragment (-f) never; --syn on the first p
 });
 
 test('statistic random: exact branches; nth: long-run share', () => {
-  const r = run({ nat: ['-A PREROUTING -m statistic --mode random --probability 0.25 -j DNAT --to-destination 10.9.9.9:1'] }, { dst: '10.0.0.1', dport: 80 });
-  assert.deepEqual(brief(r), ['ACCEPT 10.9.9.9:1 0.25', 'ACCEPT 10.0.0.1:80 0.75']);
-  const n = run({ nat: ['-A PREROUTING -m statistic --mode nth --every 4 --packet 0 -j DNAT --to-destination 10.9.9.9:1'] }, { dst: '10.0.0.1', dport: 80 });
-  assert.deepEqual(brief(n), ['ACCEPT 10.9.9.9:1 0.25', 'ACCEPT 10.0.0.1:80 0.75']);
+  const r = run({ nat: ['-A PREROUTING -m statistic --mode random --probability 0.25 -j DNAT --to-destination 10.9.9.9'] }, { dst: '10.0.0.1', dport: 80 });
+  assert.deepEqual(brief(r), ['ACCEPT 10.9.9.9:80 0.25', 'ACCEPT 10.0.0.1:80 0.75']);
+  const n = run({ nat: ['-A PREROUTING -m statistic --mode nth --every 4 --packet 0 -j DNAT --to-destination 10.9.9.9'] }, { dst: '10.0.0.1', dport: 80 });
+  assert.deepEqual(brief(n), ['ACCEPT 10.9.9.9:80 0.25', 'ACCEPT 10.0.0.1:80 0.75']);
   assert.match(n.outcomes[0]!.notes.join(), /long-run share/);
-  const neg = run({ nat: ['-A PREROUTING -m statistic --mode random ! --probability 0.25 -j DNAT --to-destination 10.9.9.9:1'] }, { dst: '10.0.0.1', dport: 80 });
+  const neg = run({ nat: ['-A PREROUTING -m statistic --mode random ! --probability 0.25 -j DNAT --to-destination 10.9.9.9'] }, { dst: '10.0.0.1', dport: 80 });
   assert.equal(round(neg.outcomes[0]!.probability), 0.75);
 });
 
@@ -133,10 +133,10 @@ test('recent: empty by default, seedable, --set adds, --remove removes', () => {
   assert.equal(holds('-m recent --rcheck --name X --hitcount 3', { recent: [['X', '10.1.0.5']] }), '?');
   assert.equal(holds('-m recent --remove --name X', { recent: [['X', '10.1.0.5']] }), true);
   const set = run(
-    { nat: ['-A PREROUTING -m recent --set --name S --rsource', '-A PREROUTING -m recent --rcheck --name S --rsource -j DNAT --to-destination 10.9.9.9:1'] },
+    { nat: ['-A PREROUTING -m recent --set --name S --rsource', '-A PREROUTING -m recent --rcheck --name S --rsource -j DNAT --to-destination 10.9.9.9'] },
     { dst: '10.0.0.1', dport: 80 },
   );
-  assert.equal(only(set).destination, '10.9.9.9:1');
+  assert.equal(only(set).destination, '10.9.9.9:80');
 });
 
 test('set: ipset save contents', () => {
@@ -164,13 +164,13 @@ test('set: ipset save contents', () => {
 });
 
 test('un-modelled matches: both branches followed and flagged with the rule and line', () => {
-  const r = run({ nat: ['-A PREROUTING -m owner --uid-owner 0 -j DNAT --to-destination 10.9.9.9:1'] }, { dst: '10.0.0.1', dport: 80 });
-  assert.deepEqual(brief(r), ['ACCEPT 10.9.9.9:1 ? 1', 'ACCEPT 10.0.0.1:80 ? 1']);
+  const r = run({ nat: ['-A PREROUTING -m owner --uid-owner 0 -j DNAT --to-destination 10.9.9.9'] }, { dst: '10.0.0.1', dport: 80 });
+  assert.deepEqual(brief(r), ['ACCEPT 10.9.9.9:80 ? 1', 'ACCEPT 10.0.0.1:80 ? 1']);
   const u = r.outcomes[0]!.uncertainties[0]!;
   assert.equal(u.line, 7);
   assert.match(u.reason, /un-modelled match: -m owner --uid-owner 0; assumed it matches/);
   assert.match(r.outcomes[1]!.uncertainties[0]!.reason, /assumed it does not match/);
   // A definite "no" in the same rule wins: nothing uncertain.
-  const r2 = run({ nat: ['-A PREROUTING -p udp -m owner --uid-owner 0 -j DNAT --to-destination 10.9.9.9:1'] }, { dst: '10.0.0.1', dport: 80 });
+  const r2 = run({ nat: ['-A PREROUTING -p udp -m owner --uid-owner 0 -j DNAT --to-destination 10.9.9.9'] }, { dst: '10.0.0.1', dport: 80 });
   assert.deepEqual(brief(r2), ['ACCEPT 10.0.0.1:80 1']);
 });

@@ -12,7 +12,7 @@ const args = (s: string) => parseRuleArgs(tokenize(s));
 test('tokenizer keeps quoted words whole and unescapes \\"', () => {
   const t = tokenize('-A X -m comment --comment "a \\"quoted\\" word" -j ACCEPT');
   assert.deepEqual(
-    t.map((x) => x.text),
+    t.words,
     ['-A', 'X', '-m', 'comment', '--comment', 'a "quoted" word', '-j', 'ACCEPT'],
   );
   assert.throws(() => tokenize('-m comment --comment "open'), /unterminated/);

@@ -48,7 +48,7 @@ test('jump, RETURN, goto', () => {
 });
 
 test('DNAT, then routing: local delivery vs forward', () => {
-  const nat = ['-A PREROUTING -d 10.0.0.1 -j DNAT --to-destination 192.168.0.2:8080', '-A PREROUTING -d 10.0.0.2 -j DNAT --to-destination 10.5.0.1'];
+  const nat = ['-A PREROUTING -d 10.0.0.1 -p tcp -j DNAT --to-destination 192.168.0.2:8080', '-A PREROUTING -d 10.0.0.2 -j DNAT --to-destination 10.5.0.1'];
   const toLocal = only(run({ nat }, PKT));
   assert.equal(toLocal.delivery, 'local');
   assert.equal(toLocal.destination, '192.168.0.2:8080');
@@ -62,7 +62,7 @@ test('DNAT, then routing: local delivery vs forward', () => {
 });
 
 test('SNAT, MASQUERADE (with the outgoing address), REDIRECT', () => {
-  const snat = only(run({ nat: ['-A POSTROUTING -s 10.1.0.0/16 -j SNAT --to-source 60.1.1.1:5000'] }, PKT));
+  const snat = only(run({ nat: ['-A POSTROUTING -s 10.1.0.0/16 -p tcp -j SNAT --to-source 60.1.1.1:5000'] }, PKT));
   assert.equal(snat.source, '60.1.1.1:5000');
   assert.equal(snat.snat, true);
   assert.equal(snat.masquerade, false);
@@ -71,7 +71,7 @@ test('SNAT, MASQUERADE (with the outgoing address), REDIRECT', () => {
   );
   assert.equal(masq.masquerade, true);
   assert.equal(masq.source, '10.244.1.0:1234');
-  const viaSrc = only(run({ nat: ['-A POSTROUTING -j MASQUERADE --to-ports 7000-8000'] }, { ...PKT, routes: ['10.0.0.0/8=eth9,src=172.16.0.9'] }));
+  const viaSrc = only(run({ nat: ['-A POSTROUTING -p tcp -j MASQUERADE --to-ports 7000-8000'] }, { ...PKT, routes: ['10.0.0.0/8=eth9,src=172.16.0.9'] }));
   assert.equal(viaSrc.source, '172.16.0.9:7000');
   const redir = only(run({ nat: ['-A PREROUTING -p tcp --dport 80 -j REDIRECT --to-ports 15001'] }, { ...PKT, from: 'eth0' }));
   assert.equal(redir.destination, '192.168.0.2:15001');
@@ -101,7 +101,7 @@ test('MARK set/or/xor/and, CONNMARK save/restore, LOG continues, NOTRACK skips N
   assert.equal(m.ctmark, '0xe1');
   assert.equal(m.mark, '0x1');
   assert.ok(effects(m).some((e) => e.includes('LOG "seen: " (continues)')));
-  const nt = only(run({ raw: ['-A PREROUTING -j NOTRACK'], nat: ['-A PREROUTING -j DNAT --to-destination 10.9.9.9:1'] }, PKT));
+  const nt = only(run({ raw: ['-A PREROUTING -j NOTRACK'], nat: ['-A PREROUTING -j DNAT --to-destination 10.9.9.9'] }, PKT));
   assert.equal(nt.destination, '10.0.0.1:80');
   assert.equal(nt.conntrack, undefined);
   assert.equal(only(run({ raw: ['-A PREROUTING -j CT --notrack'], filter: ['-A FORWARD -m conntrack --ctstate UNTRACKED -j DROP'] }, PKT)).verdict, 'DROP');
