@@ -233,6 +233,11 @@ export class UserspaceProxier {
         this.log.info('opened proxy listener', { service: what, listen: `${this.listenIP}:${st.proxyPort}` });
         return;
       } catch (e) {
+        try {
+          proxy.close();
+        } catch {
+          /* it never listened */
+        }
         lastErr = `${this.listenIP}:${port}: ${(e as NodeJS.ErrnoException).code === 'EADDRINUSE' ? 'address already in use' : (e as Error).message}`;
       }
     }

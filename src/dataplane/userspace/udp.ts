@@ -26,20 +26,17 @@ interface Session {
 }
 
 export class UdpPortProxy {
-  socket: Socket;
+  socket!: Socket;
   readonly sessions = new Map<string, Session>();
   private closed = false;
 
   constructor(
     readonly lb: LoadBalancer,
     private readonly opts: UdpProxyOptions,
-    family: 4 | 6 = 4,
-  ) {
-    this.socket = createSocket({ type: family === 6 ? 'udp6' : 'udp4' });
-  }
+  ) {}
 
   listen(ip: string, port: number): Promise<number> {
-    if (isIPv6(ip)) this.socket = createSocket({ type: 'udp6' });
+    this.socket = createSocket({ type: isIPv6(ip) ? 'udp6' : 'udp4' });
     return new Promise((resolve, reject) => {
       const onErr = (e: Error): void => reject(e);
       this.socket.once('error', onErr);
@@ -55,7 +52,11 @@ export class UdpPortProxy {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.socket.close();
+    try {
+      this.socket?.close();
+    } catch {
+      /* never bound */
+    }
     for (const k of [...this.sessions.keys()]) this.end(k);
   }
 
