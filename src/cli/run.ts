@@ -41,6 +41,9 @@ export interface RunCliOptions {
   v?: string;
   verbose?: number;
   ipvsScheduler?: string;
+  ipvsSchedulerFlags?: string;
+  proxyPortRange?: string;
+  udpTimeout?: string;
 }
 
 function durationFlag(flag: string, v: string | undefined): number | undefined {
@@ -131,6 +134,12 @@ export async function runAgent(o: RunCliOptions): Promise<void> {
   // --ipvs-scheduler (or the config's ipvs.scheduler) for ipvs and userspace modes, which read settings.ipvsScheduler.
   const ipvsScheduler = o.ipvsScheduler ?? (typeof config?.ipvs?.scheduler === 'string' ? config.ipvs.scheduler : undefined);
   if (ipvsScheduler !== undefined) (settings as typeof settings & { ipvsScheduler?: string }).ipvsScheduler = ipvsScheduler;
+  // userspace mode's own flags (src/dataplane/userspace/index.ts reads them from settings).
+  Object.assign(settings, {
+    ...(o.ipvsSchedulerFlags !== undefined ? { ipvsSchedulerFlags: o.ipvsSchedulerFlags } : {}),
+    ...(o.proxyPortRange !== undefined ? { proxyPortRange: o.proxyPortRange } : {}),
+    ...(o.udpTimeout !== undefined ? { udpIdleTimeoutMs: durationFlag('--udp-timeout', o.udpTimeout) } : {}),
+  });
   const families = familiesOf(settings.nodeIPs);
   if (!settings.nodeIPs.length) {
     log.warn('no node IPs (no Node object named like this host, no --node-ip): NodePorts match every local address', {
@@ -206,6 +215,9 @@ export function register(program: Command): void {
     .option('--node-ip <ip[,ip]>', "this node's IP(s) (default: from its Node object)")
     .option('--proxy-mode <mode>', 'iptables (default), ipvs, userspace')
     .option('--ipvs-scheduler <name>', 'scheduler for ipvs and userspace modes: rr (default), wrr, lc, wlc, sed, nq, dh, sh, mh')
+    .option('--ipvs-scheduler-flags <list>', 'scheduler flags: sh-fallback, sh-port, mh-fallback, mh-port')
+    .option('--proxy-port-range <range>', 'userspace mode: ports for its listeners, FROM-TO or FROM+N (default: ephemeral)')
+    .option('--udp-timeout <d>', 'userspace mode: idle timeout of a proxied UDP session (default 250ms)')
     .option('--iptables-backend <b>', 'auto (what `iptables -V` says), nft or legacy', 'auto')
     .option('--cluster-cidr <cidr[,cidr]>', 'pod CIDR(s), to tell pod traffic from external traffic')
     .option('--detect-local-mode <mode>', 'ClusterCIDR | NodeCIDR | BridgeInterface | InterfaceNamePrefix')
