@@ -7,6 +7,7 @@ import {
   labDown,
   labUp,
   listLabs,
+  probeFrom,
   probeScript,
   readLabState,
   resolveTarget,
@@ -82,7 +83,7 @@ export function register(program: Command): void {
     .command('status')
     .description('show the labs that are up, their topology and whether their processes run')
     .option('--name <name>', 'only this lab')
-    .action((o: { name?: string }) => {
+    .action(async (o: { name?: string }) => {
       const labs = o.name ? [mustState(o.name)] : listLabs();
       if (labs.length === 0) {
         process.stdout.write('no lab is up\n');
@@ -91,7 +92,14 @@ export function register(program: Command): void {
       for (const s of labs) {
         process.stdout.write(formatTopology(s) + '\n\nprocesses:\n');
         for (const n of s.nodes) {
-          if (n.kproxyPid) process.stdout.write(`  kproxy on ${n.name}: pid ${n.kproxyPid} ${alive(n.kproxyPid) ? 'running' : 'NOT RUNNING'} (log ${n.kproxyLog})\n`);
+          if (!n.kproxyPid) continue;
+          let health = '';
+          if (alive(n.kproxyPid)) {
+            // kproxy's own /healthz, asked from outside the node as a load balancer would.
+            const [r] = await probeFrom(s, 'client', `http://${n.ip}:10256/healthz`, 1, 2000);
+            health = r?.ok ? `, /healthz ${r.answer}` : `, /healthz: ${r?.error ?? 'no answer'}`;
+          }
+          process.stdout.write(`  kproxy on ${n.name}: pid ${n.kproxyPid} ${alive(n.kproxyPid) ? 'running' : 'NOT RUNNING'} (log ${n.kproxyLog})${health}\n`);
         }
         for (const p of s.pods) process.stdout.write(`  pod ${p.name}: pid ${p.pid} ${alive(p.pid) ? 'running' : 'NOT RUNNING'}\n`);
         process.stdout.write('\n');
