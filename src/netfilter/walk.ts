@@ -19,6 +19,58 @@ interface Frame {
   idx: number;
   /** Chains entered by -g from this frame's level (a goto loop never grows the stack). */
   gotos: Set<string> | null;
+  /** For long chains: the indexes of the only rules that can match this destination, in order. */
+  cand: number[] | null;
+  ci: number;
+}
+
+const INDEX_MIN_RULES = 64;
+
+interface DstIndex {
+  byDst: Map<number, number[]>;
+  /** Rules without a positive host -d match: they must always be evaluated. */
+  others: number[];
+}
+
+const indexes = new WeakMap<Chain, DstIndex | null>();
+
+/** Long chains (KUBE-SERVICES) are indexed by the IPv4 host of a positive -d match, so a trace need not scan them. */
+function dstIndex(chain: Chain): DstIndex | null {
+  let ix = indexes.get(chain);
+  if (ix !== undefined) return ix;
+  ix = null;
+  if (chain.rules.length >= INDEX_MIN_RULES) {
+    ix = { byDst: new Map(), others: [] };
+    chain.rules.forEach((r, i) => {
+      const m = r.matches.find((x) => x.kind === 'addr' && x.dir === 'dst' && !x.neg && x.cidr.family === 4 && x.cidr.prefix === 32);
+      if (m && m.kind === 'addr') {
+        const l = ix!.byDst.get(m.cidr.v4net);
+        if (l) l.push(i);
+        else ix!.byDst.set(m.cidr.v4net, [i]);
+      } else ix!.others.push(i);
+    });
+  }
+  indexes.set(chain, ix);
+  return ix;
+}
+
+function frameFor(chain: Chain, b: Branch): Frame {
+  const ix = dstIndex(chain);
+  if (!ix || b.pkt.family !== 4) return { chain, idx: 0, gotos: null, cand: null, ci: 0 };
+  const hits = ix.byDst.get(b.pkt.dst.v4);
+  let cand: number[];
+  if (!hits) cand = ix.others;
+  else {
+    // Merge two sorted lists.
+    cand = [];
+    let a = 0;
+    let o = 0;
+    while (a < hits.length || o < ix.others.length) {
+      if (o >= ix.others.length || (a < hits.length && hits[a]! < ix.others[o]!)) cand.push(hits[a++]!);
+      else cand.push(ix.others[o++]!);
+    }
+  }
+  return { chain, idx: 0, gotos: null, cand, ci: 0 };
 }
 
 interface Item {
@@ -44,7 +96,7 @@ export function walkTable(env: Env, b0: Branch, tableName: TableName, hook: stri
   const base = table?.chains.get(hook);
   if (!base) return [{ b: b0, verdict: 'ACCEPT' }];
   const results: TableResult[] = [];
-  const work: Item[] = [{ b: b0, stack: [{ chain: base, idx: 0, gotos: null }] }];
+  const work: Item[] = [{ b: b0, stack: [frameFor(base, b0)] }];
   const fork = (b: Branch): Branch => {
     if (++counter.forks > env.maxBranches)
       throw new TraceLimitError(`more than ${env.maxBranches} branches: the trace was stopped (raise the limit or narrow the packet)`);
@@ -58,6 +110,7 @@ export function walkTable(env: Env, b0: Branch, tableName: TableName, hook: stri
     while (!done) {
       const frame = stack[stack.length - 1]!;
       const chain = frame.chain;
+      if (frame.cand) frame.idx = frame.ci < frame.cand.length ? frame.cand[frame.ci++]! : chain.rules.length;
       if (frame.idx >= chain.rules.length) {
         // End of chain: a user chain returns to its caller, a built-in chain applies its policy.
         if (stack.length > 1 && !chain.builtin) {
@@ -138,11 +191,11 @@ export function walkTable(env: Env, b0: Branch, tableName: TableName, hook: stri
           continue;
         }
         taken.path.push({ kind: 'rule', table: tableName, chain: chain.name, line: rule.line, rule: rule.text, effect: `${t.kind === 'jump' ? 'jump' : 'goto'} ${t.chain}${pTxt}`, hook });
-        if (t.kind === 'jump') stack.push({ chain: next, idx: 0, gotos: null });
+        if (t.kind === 'jump') stack.push(frameFor(next, taken));
         else {
           const gotos = new Set(frame.gotos ?? []);
           gotos.add(chain.name);
-          stack[stack.length - 1] = { chain: next, idx: 0, gotos };
+          stack[stack.length - 1] = { ...frameFor(next, taken), gotos };
         }
         continue;
       }
@@ -154,6 +207,7 @@ export function walkTable(env: Env, b0: Branch, tableName: TableName, hook: stri
         }
         // RETURN from a built-in chain: its policy decides.
         frame.idx = chain.rules.length;
+        frame.cand = null;
         continue;
       }
       const res = applyTarget(env, taken, t, tableName, hook, rule);

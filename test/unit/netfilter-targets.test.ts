@@ -203,3 +203,23 @@ test('local addresses are inferred from the dump and the result says so', () => 
   assert.match(r.localAddresses.evidence[0]!, /line 6/);
   assert.equal(only(r).destination, '10.5.0.1:80');
 });
+
+test('long chains are indexed by destination without changing rule order semantics', () => {
+  const rules: string[] = ['-A PREROUTING -j BIG'];
+  for (let i = 0; i < 120; i++) {
+    rules.push(`-A BIG -d 10.0.0.${i} -j MARK --xor-mark 0x${(1 << (i % 8)).toString(16)}`);
+    if (i % 10 === 0) rules.push(`-A BIG -j MARK --set-xmark 0x${i.toString(16)}00/0xff00`);
+    if (i === 50) rules.push('-A BIG -d 10.0.0.50/31 -j MARK --or-mark 0x10000');
+  }
+  rules.push('-A BIG -d 10.0.0.50 -j MARK --or-mark 0x20000');
+  // The expected mark, computed by walking the rules linearly by hand.
+  let mark = 0;
+  for (let i = 0; i < 120; i++) {
+    if (i === 50) mark ^= 1 << (50 % 8);
+    if (i % 10 === 0) mark = ((mark & ~0xff00) ^ (i << 8)) >>> 0;
+    if (i === 50) mark |= 0x10000;
+  }
+  mark |= 0x20000;
+  const o = only(run({ mangle: rules }, { ...PKT, dst: '10.0.0.50' }));
+  assert.equal(o.mark, `0x${mark.toString(16)}`);
+});
