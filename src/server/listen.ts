@@ -18,9 +18,25 @@ export function parseBindAddress(addr: string): BoundAddress {
   return { host: host === '' ? '::' : host, port };
 }
 
-/** Starts `server` listening on `addr`; resolves with the bound address (the real port when port 0 was asked). */
-export function listenOn(server: Server, addr: string): Promise<BoundAddress> {
+/**
+ * Starts `server` listening on `addr`; resolves with the bound address (the real port when port 0 was asked).
+ * Go listens dual-stack for "0.0.0.0:p" ("go treats them all the same", service_health.go), so a
+ * wildcard address binds "::" (IPv4 arrives mapped), falling back to IPv4 where IPv6 is off.
+ */
+export async function listenOn(server: Server, addr: string): Promise<BoundAddress> {
   const { host, port } = parseBindAddress(addr);
+  if (host === '0.0.0.0' || host === '::') {
+    try {
+      return await listenHost(server, addr, '::', port);
+    } catch (e) {
+      if (!/EAFNOSUPPORT|EADDRNOTAVAIL/.test((e as Error).message)) throw e;
+      return listenHost(server, addr, '0.0.0.0', port);
+    }
+  }
+  return listenHost(server, addr, host, port);
+}
+
+function listenHost(server: Server, addr: string, host: string, port: number): Promise<BoundAddress> {
   return new Promise((resolve, reject) => {
     const onError = (e: NodeJS.ErrnoException) => {
       server.off('listening', onListening);
@@ -33,8 +49,6 @@ export function listenOn(server: Server, addr: string): Promise<BoundAddress> {
     };
     server.once('error', onError);
     server.once('listening', onListening);
-    // "0.0.0.0" binds IPv4 only; Go's "0.0.0.0:p" on Linux binds dual-stack, but
-    // kube-proxy's health checks are probed on node IPv4 addresses, so IPv4 is what matters.
-    server.listen({ host, port, exclusive: true });
+    server.listen({ host, port, exclusive: true, ipv6Only: false });
   });
 }
