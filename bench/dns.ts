@@ -11,6 +11,10 @@ import { fileURLToPath } from 'node:url';
 import { exec } from '../src/util/exec.js';
 import { query } from '../src/dns/client.js';
 
+// The machine is shared with other work: as root, both servers and dnsperf run at nice -15 (the same
+// for both servers, so the comparison stays fair); --no-nice turns that off.
+let NICE: string[] = ['-n', '0'];
+
 const main = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
 function arg(args: string[], name: string, def: number): number {
@@ -37,7 +41,7 @@ interface PerfResult {
 }
 
 async function dnsperf(port: number, file: string, seconds: number, cpu: string): Promise<PerfResult> {
-  const r = await exec('taskset', ['-c', cpu, 'dnsperf', '-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', String(seconds), '-q', '100', '-c', '1', '-t', '2'], {
+  const r = await exec('nice', [...NICE, 'taskset', '-c', cpu, 'dnsperf', '-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', String(seconds), '-q', '100', '-c', '1', '-t', '2'], {
     timeoutMs: (seconds + 30) * 1000,
   });
   const num = (re: RegExp) => Number(re.exec(r.stdout)?.[1] ?? NaN);
@@ -58,6 +62,7 @@ export async function run(args: string[]): Promise<void> {
   const n = arg(args, 'services', 1000);
   const seconds = arg(args, 'seconds', 10);
   const rounds = arg(args, 'rounds', 3);
+  NICE = !args.includes('--no-nice') && process.getuid?.() === 0 ? ['-n', '-15'] : ['-n', '0'];
   const dir = mkdtempSync(join(tmpdir(), 'kp-bench-dns-'));
   const cpus = availableParallelism();
   const serverCpu = '0';
@@ -83,12 +88,12 @@ export async function run(args: string[]): Promise<void> {
     const kpPort = 20000 + Math.floor(Math.random() * 20000);
     const dmPort = kpPort + 1;
 
-    kp = spawn('taskset', ['-c', serverCpu, process.execPath, main, 'dns', '--manifests', join(dir, 'manifests'), '--listen', `127.0.0.1:${kpPort}`, '--no-forward'], {
+    kp = spawn('nice', [...NICE, 'taskset', '-c', serverCpu, process.execPath, main, 'dns', '--manifests', join(dir, 'manifests'), '--listen', `127.0.0.1:${kpPort}`, '--no-forward'], {
       stdio: ['ignore', 'ignore', 'inherit'],
     });
     dm = spawn(
-      'taskset',
-      ['-c', serverCpu, 'dnsmasq', '--no-daemon', '--no-resolv', '--no-hosts', `--addn-hosts=${join(dir, 'hosts')}`, '--bind-interfaces', '--listen-address=127.0.0.1', `--port=${dmPort}`, '--user=root', '--pid-file=', '--local-ttl=5', '--local=/cluster.local/'],
+      'nice',
+      [...NICE, 'taskset', '-c', serverCpu, 'dnsmasq', '--no-daemon', '--no-resolv', '--no-hosts', `--addn-hosts=${join(dir, 'hosts')}`, '--bind-interfaces', '--listen-address=127.0.0.1', `--port=${dmPort}`, '--user=root', '--pid-file=', '--local-ttl=5', '--local=/cluster.local/'],
       { stdio: ['ignore', 'ignore', 'ignore'] },
     );
     await waitUp(kpPort, names[0]!);
@@ -96,7 +101,7 @@ export async function run(args: string[]): Promise<void> {
 
     const line = (label: string, r: PerfResult) =>
       `${label.padEnd(30)} ${r.qps.toFixed(0).padStart(8)} qps   completed ${r.completed}/${r.sent}   lost ${r.lost}   avg latency ${r.avgLatencyMs.toFixed(2)} ms`;
-    process.stdout.write(`${n} services; dnsperf -q 100 on cpu ${clientCpu}; servers on cpu ${serverCpu}; ${seconds} s per run\n`);
+    process.stdout.write(`${n} services; dnsperf -q 100 on cpu ${clientCpu}; servers on cpu ${serverCpu}; nice ${NICE[1]}; ${seconds} s per run\n`);
     // Warm-up, then alternate the two servers so drift on a noisy machine hits both.
     await dnsperf(kpPort, join(dir, 'queries-a'), 2, clientCpu);
     await dnsperf(dmPort, join(dir, 'queries-a'), 2, clientCpu);
