@@ -161,3 +161,12 @@ test('listen on a taken port fails with a clear error', async () => {
     await b.close();
   }
 });
+
+test('bind addresses parse as kube-proxy writes them', async () => {
+  const { parseBindAddress } = await import('../../src/server/listen.js');
+  assert.deepEqual(parseBindAddress('0.0.0.0:10256'), { host: '0.0.0.0', port: 10256 });
+  assert.deepEqual(parseBindAddress('[::1]:10249'), { host: '::1', port: 10249 });
+  assert.deepEqual(parseBindAddress(':10256'), { host: '::', port: 10256 });
+  assert.throws(() => parseBindAddress('10256'), /invalid bind address "10256": want host:port/);
+  assert.throws(() => parseBindAddress('1.2.3.4:70000'), /port 70000 is out of range/);
+});
