@@ -34,23 +34,39 @@ export function hash16(s: string): string {
   return String.fromCharCode(...c);
 }
 
+// Memo: service port name → protocol → { its hash, endpoint → SEP hash }. Two levels of
+// lookups by strings the caller already holds avoid building (and hashing) a
+// concatenated key per endpoint on every render.
+interface PortEntry {
+  hash: string;
+  eps: Map<string, string>;
+}
 const MAX_CACHE = 1 << 20;
-const cache = new Map<string, string>();
+let cached = 0;
+const cache = new Map<string, Map<string, PortEntry>>();
 
-function cachedHash(s: string): string {
-  let h = cache.get(s);
-  if (h === undefined) {
-    h = hash16(s);
+function portEntry(servicePortName: string, protocol: string): PortEntry {
+  const proto = protocol.toLowerCase();
+  let byProto = cache.get(servicePortName);
+  if (!byProto) {
     // A long-running agent sees services come and go; bound the memo rather than evict precisely.
-    if (cache.size >= MAX_CACHE) cache.clear();
-    cache.set(s, h);
+    if (cached >= MAX_CACHE) {
+      cache.clear();
+      cached = 0;
+    }
+    cache.set(servicePortName, (byProto = new Map()));
   }
-  return h;
+  let e = byProto.get(proto);
+  if (!e) {
+    byProto.set(proto, (e = { hash: hash16(servicePortName + proto), eps: new Map() }));
+    cached++;
+  }
+  return e;
 }
 
 /** portProtoHash: the 16-character suffix shared by a service port's SVC/SVL/EXT/FW chains. */
 export function servicePortHash(servicePortName: string, protocol: string): string {
-  return cachedHash(servicePortName + protocol.toLowerCase());
+  return portEntry(servicePortName, protocol).hash;
 }
 
 export function serviceChainName(servicePortName: string, protocol: string): string {
@@ -68,7 +84,14 @@ export function firewallChainName(servicePortName: string, protocol: string): st
 
 /** KUBE-SEP-…: endpoint is BaseEndpointInfo.String(), i.e. JoinHostPort(ip, port). */
 export function endpointChainName(servicePortName: string, protocol: string, endpoint: string): string {
-  return 'KUBE-SEP-' + cachedHash(servicePortName + protocol.toLowerCase() + endpoint);
+  const e = portEntry(servicePortName, protocol);
+  let h = e.eps.get(endpoint);
+  if (h === undefined) {
+    h = 'KUBE-SEP-' + hash16(servicePortName + protocol.toLowerCase() + endpoint);
+    e.eps.set(endpoint, h);
+    cached++;
+  }
+  return h;
 }
 
 /** isServiceChainName: the per-service chains kube-proxy owns and may delete when stale. */

@@ -8,13 +8,7 @@ import { buildEndpointsMap, type EndpointInfo } from '../../proxy/endpoints.js';
 import { buildServicePortMap, type ServicePortInfo } from '../../proxy/service-port.js';
 import { categorizeEndpoints } from '../../proxy/topology.js';
 import { cidrContains, ipFamily, normalizeCIDR, normalizeIP, parseCIDR, parseIP } from '../../util/ip.js';
-import {
-  endpointChainName,
-  externalChainName,
-  firewallChainName,
-  serviceChainName,
-  serviceLocalChainName,
-} from './chain-names.js';
+import { endpointChainName, servicePortHash } from './chain-names.js';
 import type { ChainMap, IptablesRuleset, JumpRule, ServicePortRules, TableName } from './model.js';
 
 export type DetectLocalMode = 'ClusterCIDR' | 'NodeCIDR' | 'BridgeInterface' | 'InterfaceNamePrefix';
@@ -398,10 +392,11 @@ export function renderServicePort(svc: ServicePortInfo, eps: EndpointInfo[], ctx
   const cat = categorizeEndpoints(eps, svc, ctx.nodeName, ctx.nodeLabels, { preferSameNode: ctx.preferSameNode });
   const hasEndpoints = cat.hasAnyEndpoints;
 
-  const svcChain = serviceChainName(name, proto);
-  const svlChain = serviceLocalChainName(name, proto);
-  const extChain = externalChainName(name, proto);
-  const fwChain = firewallChainName(name, proto);
+  const h = servicePortHash(name, proto);
+  const svcChain = 'KUBE-SVC-' + h;
+  const svlChain = 'KUBE-SVL-' + h;
+  const extChain = 'KUBE-EXT-' + h;
+  const fwChain = 'KUBE-FW-' + h;
   const usesClusterPolicyChain = cat.clusterEndpoints.length > 0 && svc.usesClusterEndpoints();
   const usesLocalPolicyChain = cat.localEndpoints.length > 0 && svc.usesLocalEndpoints();
   const internalPolicyChain = svc.internalPolicyLocal ? svlChain : svcChain;
