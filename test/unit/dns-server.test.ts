@@ -318,3 +318,25 @@ test('TCP: several queries on one connection (pipelined), answered in order', as
   assert.deepEqual(got.map((p) => p.id), [100, 101, 102]);
   assert.deepEqual(got.map((p) => (p as { rcode?: string }).rcode), ['NOERROR', 'NOERROR', 'NXDOMAIN']);
 });
+
+test('TCP: an idle connection is closed after the idle timeout; a half-sent frame does not hold the server', async () => {
+  const s = new DnsServer({ listen: [`${host}:0`], noForward: true, tcpIdleMs: 300 });
+  s.setState(clusterState());
+  await s.start();
+  try {
+    const p = s.addresses().tcp[0]!.port;
+    const t0 = Date.now();
+    const closedAfter = await new Promise<number>((resolve, reject) => {
+      const sock = net.connect({ host, port: p });
+      sock.on('connect', () => sock.write(Buffer.from([0, 40, 1, 2, 3])));
+      sock.on('close', () => resolve(Date.now() - t0));
+      sock.on('error', () => undefined);
+      setTimeout(() => reject(new Error('not closed within 5 s')), 5000);
+    });
+    assert.ok(closedAfter >= 250, `closed after ${closedAfter} ms`);
+    const r = await query({ host, port: p }, 'kubernetes.default.svc.cluster.local', 'A', { tcp: true });
+    assert.equal(r.answers.length, 1);
+  } finally {
+    await s.close();
+  }
+});
