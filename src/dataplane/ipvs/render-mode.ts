@@ -4,6 +4,7 @@ import type { RenderContext, RenderOutput } from '../../cli/render.js';
 import type { IPFamily } from '../../k8s/types.js';
 import type { ProxySettings } from '../../proxy/config.js';
 import { ipFamily } from '../../util/ip.js';
+import { buildServicePortMap } from '../../proxy/service-port.js';
 import { detectRandomFully } from '../iptables/detect.js';
 import { isSchedulerName, schedulerNames } from '../schedulers/index.js';
 import { DEFAULT_SCHEDULER } from './names.js';
@@ -75,9 +76,9 @@ export async function renderIpvsMode(ctx: RenderContext): Promise<RenderOutput> 
   const renders = renderIpvsFamilies(ctx.state, { settings: ctx.settings, scheduler, randomFully, ...(families ? { families } : {}) });
   const warnings: string[] = [];
   for (const r of renders) {
-    const hasNodePort = r.virtualServers.some((v) => v.kind === 'NodePort') || r.ipsets.some((s) => /NODE-PORT-(TCP|UDP)$/.test(s.name) && s.entries.length > 0);
-    if (!hasNodePort && ctx.state.services.some((s) => s.ports.some((p) => p.nodePort)) && r.nodePortAddresses.length === 0) {
-      warnings.push(`${r.family}: no node IPs of this family: NodePort virtual servers were not rendered (set --node-ip)`);
+    const wantsNodePorts = [...buildServicePortMap(ctx.state.services, r.family).values()].some((sp) => sp.nodePort !== 0);
+    if (wantsNodePorts && r.nodePortAddresses.length === 0) {
+      warnings.push(`${r.family}: no node IP of this family: NodePort virtual servers (and health check ports) were not rendered (set --node-ip)`);
     }
   }
   return { text: renders.map(renderIpvsText).join('\n'), warnings };
