@@ -296,6 +296,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
         await waitFor(
           `kproxy on ${n.name} to program iptables (log: ${n.kproxyLog})`,
           async () => {
+            if (!pidAlive(n.kproxyPid)) throw new Error(`kproxy on ${n.name} exited`);
             const r = await exec('ip', ['netns', 'exec', n.netns, 'iptables', '-w', '5', '-t', 'nat', '-S', 'KUBE-SERVICES'], { allowFail: true });
             return r.code === 0 && r.stdout.includes('-j KUBE-NODEPORTS');
           },
@@ -321,6 +322,16 @@ export async function programWithRender(state: LabState, node: LabNodeState): Pr
     timeoutMs: 60_000,
   });
   await exec('ip', ['netns', 'exec', node.netns, 'iptables-restore', '-w', '5', '--noflush'], { input: r.stdout });
+}
+
+export function pidAlive(pid: number | undefined): boolean {
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 async function killPid(pid: number | undefined): Promise<void> {
