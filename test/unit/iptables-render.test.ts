@@ -142,6 +142,8 @@ test('nodeport addresses: per-IP jumps, "primary", loopback only with localhost 
   assert.deepEqual(last({ nodePortAddresses: ['127.0.0.0/8', '192.168.0.2/32'] }), ['-d 127.0.0.1 -j KUBE-NODEPORTS', '-d 192.168.0.2 -j KUBE-NODEPORTS']);
   assert.deepEqual(last({ nodePortAddresses: ['127.0.0.0/8', '192.168.0.2/32'], localhostNodePorts: false }), ['-d 192.168.0.2 -j KUBE-NODEPORTS']);
   assert.deepEqual(last({ localhostNodePorts: false }), ['-m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -j KUBE-NODEPORTS']);
+  assert.deepEqual(last({ nodePortAddresses: ['127.0.0.5/32', '192.168.0.2/32'] }), ['-d 192.168.0.2 -j KUBE-NODEPORTS'], 'no local address in 127.0.0.5/32, but localhost NodePorts stay on');
+  assert.ok(renderCanonical(st, fakeProxierOptions('IPv4', { nodePortAddresses: ['127.0.0.5/32'] })).includes('-A KUBE-FIREWALL '));
   // Without loopback in the NodePort addresses, localhost NodePorts are off (no KUBE-FIREWALL, no 127/8 nfacct rule).
   const t = renderCanonical(st, fakeProxierOptions('IPv4', { nodePortAddresses: ['192.168.0.0/24'] }));
   assert.ok(!t.includes('KUBE-FIREWALL') && !t.includes('127.0.0.0/8'));

@@ -188,7 +188,9 @@ function nodePortAddressesFor(family: IPFamily, list: string[], nodeIP: string |
     cidrs.push(c);
   }
   if (cidrs.length === 0) matchAll = true;
-  const containsLoopback = want === 4 && (matchAll || cidrs.some((c) => cidrContains(c, '127.0.0.1')));
+  // As upstream: a CIDR whose network address is loopback, or one that contains 127.0.0.0.
+  const containsLoopback =
+    want === 4 && (matchAll || cidrs.some((c) => c.startsWith('127.') || cidrContains(c, '127.0.0.0')));
   return { matchAll, containsLoopback, cidrs };
 }
 
