@@ -7,6 +7,7 @@ import { ruleCount } from '../src/netfilter/ruleset.js';
 import { renderIptables } from '../src/dataplane/iptables/render.js';
 import { restorePayload } from '../src/dataplane/iptables/payload.js';
 import type { ClusterState, EndpointSlice, Service } from '../src/k8s/types.js';
+import { cpus as cpus_, loadavg } from 'node:os';
 
 function hash(i: number, salt: string): string {
   // 16 base32-looking characters, deterministic.
@@ -120,15 +121,23 @@ export async function run(_args: string[]): Promise<void> {
   const text = syntheticDump(500_000);
   const lines = text.split('\n').length;
   const loads: number[] = [];
+  const cpus: number[] = [];
   let rules = 0;
+  process.stdout.write(`machine load average: ${loadavg().map((x) => x.toFixed(1)).join(' ')} on ${cpus_().length} cores (wall times are inflated when it exceeds the cores; CPU time less so)\n`);
   for (let i = 0; i < 3; i++) {
+    const c0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
     const rs = loadRuleset(text);
     loads.push(ms(t0));
+    const c = process.cpuUsage(c0);
+    cpus.push((c.user + c.system) / 1000);
     rules = ruleCount(rs);
   }
   loads.sort((a, b) => a - b);
-  process.stdout.write(`load: ${lines} lines (${(text.length / 1e6).toFixed(1)} MB, ${rules} rules): best ${loads[0]!.toFixed(0)} ms, median ${loads[1]!.toFixed(0)} ms (target < 3000 ms)\n`);
+  cpus.sort((a, b) => a - b);
+  process.stdout.write(
+    `load: ${lines} lines (${(text.length / 1e6).toFixed(1)} MB, ${rules} rules): wall best ${loads[0]!.toFixed(0)} ms, median ${loads[1]!.toFixed(0)} ms; CPU best ${cpus[0]!.toFixed(0)} ms (target < 3000 ms)\n`,
+  );
 
   // 2. Trace through a rendered 10,000-service cluster.
   const st = cluster(10_000);
@@ -157,12 +166,16 @@ export async function run(_args: string[]): Promise<void> {
     let outcomes = 0;
     for (let i = 0; i < 20; i++) trace(rs, req);
     const times: number[] = [];
+    const c0 = process.cpuUsage();
     for (let i = 0; i < 200; i++) {
       const t1 = process.hrtime.bigint();
       outcomes = trace(rs, req).outcomes.length;
       times.push(ms(t1));
     }
+    const c = process.cpuUsage(c0);
     times.sort((a, b) => a - b);
-    process.stdout.write(`trace ${p.name}: ${outcomes} outcomes, median ${times[100]!.toFixed(3)} ms, p99 ${times[198]!.toFixed(3)} ms (target < 5 ms)\n`);
+    process.stdout.write(
+      `trace ${p.name}: ${outcomes} outcomes, wall median ${times[100]!.toFixed(3)} ms, p99 ${times[198]!.toFixed(3)} ms; CPU mean ${((c.user + c.system) / 1000 / 200).toFixed(3)} ms (target < 5 ms)\n`,
+    );
   }
 }

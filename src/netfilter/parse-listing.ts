@@ -356,6 +356,7 @@ export function parseListing(text: string, opts: ListingOptions = {}): Ruleset {
     } catch (e) {
       return err(r.line, `${(e as Error).message} (in "${r.text.slice(0, 80)}")`);
     }
+    if (r.extraUnknown.length || r.hostMatches.length) parsed.unmodelled = [...parsed.unmodelled];
     for (const u of r.extraUnknown.length ? [r.extraUnknown.join(' ')] : []) {
       parsed.matches.push({ kind: 'unknown', text: u });
       parsed.unmodelled.push(u);

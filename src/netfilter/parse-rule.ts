@@ -84,6 +84,9 @@ function blockText(b: Block): string {
   return [`-m ${b.module}`, ...b.opts.map(optText)].join(' ');
 }
 
+const NONE: string[] = [];
+Object.freeze(NONE);
+
 export interface ParsedRule {
   matches: Match[];
   target: Target | null;
@@ -171,8 +174,17 @@ const SERVICES: Record<string, number> = {
   tftp: 69, microsoft_ds: 445, 'microsoft-ds': 445, mysql: 3306, postgresql: 5432, 'x11': 6000, 'kerberos': 88,
 };
 
+function digitsOnly(s: string): boolean {
+  if (s.length === 0 || s.length > 10) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
+}
+
 export function parsePort(s: string): number {
-  if (/^\d+$/.test(s)) {
+  if (digitsOnly(s)) {
     const v = Number(s);
     if (v > 65535) throw new Error(`port out of range: ${s}`);
     return v;
@@ -184,6 +196,10 @@ export function parsePort(s: string): number {
 
 /** "80", "1000:2000", ":1024", "1024:" and multiport lists "80,443,8000:8080". */
 export function parsePortList(s: string): PortRange[] {
+  if (digitsOnly(s)) {
+    const p = parsePort(s);
+    return [[p, p]];
+  }
   return s.split(',').map((part): PortRange => {
     const c = part.indexOf(':');
     if (c < 0) {
@@ -198,6 +214,16 @@ export function parsePortList(s: string): PortRange[] {
 
 /** DNAT/SNAT --to-destination / --to-source: "ip[-ip][:port[-port]]", "[ip6]:port", ":port". */
 export function parseNatRange(s: string): NatRange {
+  // Fast path: "a.b.c.d:port".
+  const colon = s.indexOf(':');
+  if (colon > 0 && s.indexOf(':', colon + 1) < 0 && s.indexOf('-') < 0 && s[0] !== '[') {
+    const from = parseAddr(s.slice(0, colon));
+    const port = s.slice(colon + 1);
+    if (from && digitsOnly(port)) {
+      const p = parsePort(port);
+      return { text: s, from, to: from, portFrom: p, portTo: p };
+    }
+  }
   let addrPart = s;
   let portPart = '';
   if (s.startsWith('[')) {
@@ -247,7 +273,8 @@ export function quoteIfNeeded(s: string): string {
  */
 export function parseRuleArgs(toks: Tokens, start = 0): ParsedRule & { counters?: [bigint, bigint] } {
   const matches: Match[] = [];
-  const unmodelled: string[] = [];
+  // Shared while empty: most rules have nothing un-modelled.
+  let unmodelled: string[] = NONE;
   let target: Target | null = null;
   let counters: [bigint, bigint] | undefined;
   let proto: string | undefined;
@@ -370,8 +397,10 @@ export function parseRuleArgs(toks: Tokens, start = 0): ParsedRule & { counters?
   }
   if (neg) throw new Error('"!" at the end of the rule');
 
-  for (const b of blocks) interpretBlock(b, matches, unmodelled);
-  if (targetName) target = interpretTarget(targetName, isGoto, targetOpts, unmodelled);
+  const um: string[] = [];
+  for (const b of blocks) interpretBlock(b, matches, um);
+  if (targetName) target = interpretTarget(targetName, isGoto, targetOpts, um);
+  if (um.length) unmodelled = um;
   // As iptables does: NAT to a port needs a protocol that has ports.
   if (target && (target.kind === 'DNAT' || target.kind === 'SNAT') && target.to.some((r) => r.portFrom !== undefined) && !hasPortProto(proto))
     throw new Error(`${target.kind} to a port needs -p tcp, udp, sctp or dccp`);
