@@ -303,7 +303,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
           90_000,
           200,
         ).catch((e: Error) => {
-          throw new Error(`${e.message}\n${readFileSync(n.kproxyLog!, 'utf8').trim().split('\n').slice(-5).join('\n')}`);
+          throw new Error(`${e.message}\n${logGist(readFileSync(n.kproxyLog!, 'utf8'))}`);
         });
       }
     }
@@ -322,6 +322,14 @@ export async function programWithRender(state: LabState, node: LabNodeState): Pr
     timeoutMs: 60_000,
   });
   await exec('ip', ['netns', 'exec', node.netns, 'iptables-restore', '-w', '5', '--noflush'], { input: r.stdout });
+}
+
+/** The error lines of a log and its last lines: enough to say why a process stopped. */
+function logGist(text: string): string {
+  const lines = text.trim().split('\n');
+  const errors = lines.filter((l) => /error|"level":"(warn|error)"|^kproxy:/i.test(l)).slice(-3);
+  const tail = lines.slice(-5).filter((l) => !errors.includes(l));
+  return [...errors, ...tail].join('\n');
 }
 
 export function pidAlive(pid: number | undefined): boolean {

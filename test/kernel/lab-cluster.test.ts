@@ -86,3 +86,23 @@ test('lab: two nodes, pods on each, traffic across nodes, exec, status, down rem
   assert.notEqual(again.code, 0);
   assert.match(again.stderr, /no lab named/);
 });
+
+test('lab up fails fast when kproxy exits, with its log, and leaves nothing behind', async () => {
+  const { labUp } = await import('../../src/lab/cluster.js');
+  const name = runPrefix('lf');
+  const dir = mkdtempSync(join(tmpdir(), 'kplab-'));
+  const stateDir = mkdtempSync(join(tmpdir(), 'kplabstate-'));
+  writeFileSync(join(dir, 'echo.yaml'), manifests);
+  try {
+    await assert.rejects(
+      labUp({ name, manifests: dir, stateDir, dataplane: 'run', runArgs: ['--no-such-flag'] }),
+      /kproxy on node1 exited[\s\S]*no-such-flag/,
+    );
+    const left = (await exec('ip', ['netns', 'list'])).stdout.split('\n').filter((l) => l.startsWith(name + '-'));
+    assert.deepEqual(left, []);
+    assert.ok(!existsSync(statePath(name, stateDir)));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(stateDir, { recursive: true, force: true });
+  }
+});
