@@ -114,7 +114,12 @@ test('rendered IPv4 and IPv6 payloads load with iptables-restore / ip6tables-res
 
     // The jump rules from the built-in chains, as the agent ensures them.
     for (const [rs, bin] of [[v4!, 'iptables'], [v6!, 'ip6tables']] as const) {
-      for (const j of rs.jumps) await ns.exec(bin, ['-w', '5', '-t', j.table, '-I', j.chain, ...j.args]);
+      for (const j of rs.jumps) {
+        // EnsureChain, then EnsureRule(Prepend).
+        const target = j.args[j.args.length - 1]!;
+        await ns.exec(bin, ['-w', '5', '-t', j.table, '-N', target], { allowFail: true });
+        await ns.exec(bin, ['-w', '5', '-t', j.table, '-I', j.chain, ...j.args]);
+      }
     }
 
     const s4 = await save(ns, false);

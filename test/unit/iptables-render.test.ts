@@ -255,8 +255,10 @@ test('jump rules from built-in chains (ensured with iptables -I by the agent)', 
   assert.ok(j.includes('nat PREROUTING -m comment --comment kubernetes service portals -j KUBE-SERVICES'));
   assert.ok(j.includes('filter INPUT -m conntrack --ctstate NEW -m comment --comment kubernetes externally-visible service portals -j KUBE-EXTERNAL-SERVICES'));
   assert.ok(j.includes('filter INPUT -j KUBE-FIREWALL'));
+  // kubelet's KUBE-FIREWALL jumps are ensured in both families, with or without localhost NodePorts.
   const [v6] = renderIptables(state([]), fakeProxierOptions('IPv6'));
-  assert.ok(!v6!.jumps.some((x) => x.args.includes('KUBE-FIREWALL')));
+  assert.deepEqual(v6!.jumps.filter((x) => x.args.includes('KUBE-FIREWALL')).map((x) => x.chain), ['INPUT', 'OUTPUT']);
+  assert.equal(rs!.jumps.length, 14);
 });
 
 test('headless, ExternalName, service-proxy-name and wrong-family services get no rules', () => {

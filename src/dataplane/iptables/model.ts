@@ -22,7 +22,12 @@ export interface ServicePortRules {
   chains: ChainMap;
 }
 
-/** A rule kube-proxy keeps in a built-in chain with `iptables -I` (ensured on full syncs, never duplicated). */
+/**
+ * A rule kube-proxy keeps in a built-in chain with `iptables -I` (ensured on full syncs, never
+ * duplicated). Its target chain (the argument after "-j") must exist first: create it with
+ * `iptables -t TABLE -N CHAIN` when missing, as upstream's EnsureChain does (KUBE-FIREWALL is
+ * not in every payload).
+ */
 export interface JumpRule {
   table: TableName;
   /** The built-in chain: PREROUTING, INPUT, FORWARD, OUTPUT, POSTROUTING. */

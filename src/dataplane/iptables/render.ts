@@ -228,8 +228,13 @@ function push(m: ChainMap, chain: string, rule: string): void {
   else m.set(chain, [rule]);
 }
 
-/** Jump rules from the built-in chains (iptablesJumpChains + iptablesKubeletJumpChains), in upstream order. */
-function jumpRules(kubeletFirewall: boolean): JumpRule[] {
+/**
+ * Jump rules from the built-in chains (iptablesJumpChains + iptablesKubeletJumpChains), in
+ * upstream order. Upstream ensures the target chain exists (EnsureChain), then the rule
+ * (EnsureRule Prepend), on every full sync and in both families; KUBE-FIREWALL is kubelet's
+ * chain too, so its jumps are always there even when kube-proxy writes no rule into it.
+ */
+function jumpRules(): JumpRule[] {
   const j = (table: TableName, chain: string, extra: string[], comment: string, dst: string): JumpRule => ({
     table,
     chain,
@@ -250,10 +255,8 @@ function jumpRules(kubeletFirewall: boolean): JumpRule[] {
     j('nat', 'PREROUTING', [], 'kubernetes service portals', KUBE_SERVICES),
     j('nat', 'POSTROUTING', [], 'kubernetes postrouting rules', KUBE_POSTROUTING),
   ];
-  if (kubeletFirewall) {
-    out.push({ table: 'filter', chain: 'INPUT', args: ['-j', KUBE_FIREWALL] });
-    out.push({ table: 'filter', chain: 'OUTPUT', args: ['-j', KUBE_FIREWALL] });
-  }
+  out.push({ table: 'filter', chain: 'INPUT', args: ['-j', KUBE_FIREWALL] });
+  out.push({ table: 'filter', chain: 'OUTPUT', args: ['-j', KUBE_FIREWALL] });
   return out;
 }
 
@@ -366,7 +369,7 @@ export function renderFamily(state: ClusterState, opts: RenderOptions, family: I
     fixed: { filter: filterFixed, nat: natFixed },
     trailing: { filter: new Map(), nat: natTrailing },
     services,
-    jumps: jumpRules(localhostNodePorts),
+    jumps: jumpRules(),
     endpointCount,
     largeClusterMode,
     skipped,
