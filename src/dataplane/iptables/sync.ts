@@ -19,7 +19,7 @@ import {
 } from './sync-diff.js';
 import { looseKey, parseSave } from './sync-save.js';
 import { restore, RestoreError, type IptablesTools } from './apply.js';
-import { readKernel, UNREAD } from './sync-read.js';
+import { readKernel, UNREAD_CHAIN } from './sync-read.js';
 import { log as rootLog, type Logger } from '../../util/log.js';
 
 export interface SyncOptions {
@@ -236,6 +236,7 @@ export class IptablesSyncer {
   }
 
   private matches(saved: string[], want: string[], learned: Map<string, string>, verify: boolean): boolean {
+    if (saved === UNREAD_CHAIN) return !verify;
     if (saved.length !== want.length) return false;
     if (!verify) {
       // Periodic full syncs trust a service chain whose rule count is right (and
@@ -246,7 +247,7 @@ export class IptablesSyncer {
         const known = this.savedForm.get(want[i]!);
         if (known !== undefined && known !== saved[i]) return false;
       }
-      for (let i = 0; i < want.length; i++) if (saved[i] !== UNREAD) learned.set(want[i]!, saved[i]!);
+      for (let i = 0; i < want.length; i++) learned.set(want[i]!, saved[i]!);
       return true;
     }
     for (let i = 0; i < want.length; i++) {
