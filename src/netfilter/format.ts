@@ -113,33 +113,38 @@ export function formatMermaid(r: TraceResult): string {
     if (!nodes.has(id)) nodes.set(id, label);
     return id;
   };
-  const edge = (a: string, b: string, label: string): void => {
+  const edge = (a: string, b: string, label = ''): void => {
     const key = `${a}>${b}`;
     if (!edges.has(key)) edges.set(key, new Set());
     if (label) edges.get(key)!.add(label);
   };
   const start = node('pkt', `${r.packet.proto} ${r.packet.src} → ${r.packet.dst}`);
   r.outcomes.forEach((o, i) => {
-    let prev = start;
-    let prevHook = '';
+    // The packet enters each hook's base chain from wherever it last was (the start, or its last rewrite).
+    let anchor = start;
+    let hook = '';
     for (const s of o.path) {
       if (!s.table || (s.kind !== 'rule' && s.kind !== 'policy')) continue;
       const id = node(mmId(`${s.table}_${s.chain}`), `${s.table} ${s.chain}`);
-      if (id !== prev) edge(prev, id, prevHook !== s.hook && s.hook && prev === start ? '' : '');
-      prev = id;
-      prevHook = s.hook ?? '';
-      if (s.effect && /^(jump|goto) /.test(s.effect)) {
-        const target = s.effect.split(' ')[1]!;
-        const tid = node(mmId(`${s.table}_${target}`), `${s.table} ${target}`);
-        const pm = /\(p=([\d.e-]+)\)/.exec(s.effect);
-        edge(id, tid, pm ? `p=${pm[1]}` : '');
-      } else if (s.effect && /^(DNAT|MASQUERADE|SNAT|REDIRECT|MARK)/.test(s.effect)) {
-        const eid = node(mmId(`${s.table}_${s.chain}_${s.line}`), s.effect.replace(/ \(.*\)$/, ''));
-        edge(id, eid, '');
+      if (s.hook && s.hook !== hook && s.chain === s.hook) {
+        edge(anchor, id);
+        hook = s.hook;
+      }
+      const eff = s.effect ?? '';
+      if (/^(jump|goto) /.test(eff)) {
+        const target = eff.split(' ')[1]!;
+        const pm = /\(p=([\d.e-]+)\)/.exec(eff);
+        edge(id, node(mmId(`${s.table}_${target}`), `${s.table} ${target}`), pm ? `p=${pm[1]}` : '');
+      } else if (/^(DNAT|MASQUERADE|SNAT|REDIRECT|MARK|CONNMARK|DROP|REJECT|ACCEPT|policy)/.test(eff) || s.kind === 'policy') {
+        const label = s.kind === 'policy' ? `${s.chain} policy ${eff}` : eff.replace(/ \(.*\)$/, '');
+        const aid = node(mmId(`${s.table}_${s.chain}_${s.line ?? 'policy'}_${label}`), label);
+        edge(id, aid);
+        if (/^(DNAT|MASQUERADE|SNAT|REDIRECT)/.test(eff)) anchor = aid;
+        else if (s.kind === 'policy' || /^(DROP|REJECT|ACCEPT)/.test(eff)) anchor = aid;
       }
     }
-    const oid = node(`out${i + 1}`, `${pct(o.probability)} ${o.verdict} ${o.destination}${o.masquerade ? ' masq' : ''}${o.uncertain ? ' ?' : ''}`);
-    edge(prev, oid, '');
+    const oid = node(`out${i + 1}`, `${pct(o.probability)} ${o.verdict} ${o.destination}${o.masquerade ? ` masquerade → ${o.source}` : ''}${o.uncertain ? ' (uncertain)' : ''}`);
+    edge(anchor, oid);
   });
   for (const [id, label] of nodes) lines.push(`    ${id}["${mmLabel(label)}"]`);
   for (const [key, labels] of edges) {
