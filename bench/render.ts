@@ -75,6 +75,8 @@ interface ChildResult {
   cpuMs: number;
   canonicalMs: number;
   warmRenderMs: number;
+  /** Peak RSS up to the end of render + payload (the agent's path), input included. */
+  payloadRssMiB: number;
   maxRssMiB: number;
 }
 
@@ -89,6 +91,7 @@ function child(n: number): ChildResult {
   let payload: string | null = restorePayload(rs!);
   const restoreMs = performance.now() - t;
   const cpu = process.cpuUsage(cpu0);
+  const payloadRssMiB = process.resourceUsage().maxRSS / 1024;
   let rules = 0;
   for (let i = payload.indexOf('\n-A '); i >= 0; i = payload.indexOf('\n-A ', i + 1)) rules++;
   payload = null;
@@ -111,6 +114,7 @@ function child(n: number): ChildResult {
     cpuMs: (cpu.user + cpu.system) / 1000,
     canonicalMs,
     warmRenderMs,
+    payloadRssMiB,
     maxRssMiB: process.resourceUsage().maxRSS / 1024,
   };
 }
@@ -121,7 +125,7 @@ export async function run(args: string[]): Promise<void> {
   // --nice: run the children at nice -19 (root only), to measure kproxy rather than a shared, oversubscribed machine.
   const nice = args.includes('--nice') && process.getuid?.() === 0;
   process.stdout.write(`load average ${loadavg().map((x) => x.toFixed(1)).join(' ')} on ${cpus().length} CPUs${nice ? ', children at nice -19' : ''}\n`);
-  process.stdout.write('services  endpoints  rules     canonical  render    +payload  =total     (cpu)     canonical  warm render  peak RSS\n');
+  process.stdout.write('services  endpoints  rules     canonical  render    +payload  =total     (cpu)     canonical  warm render  peak RSS (render+payload / all)\n');
   for (const n of sizes) {
     const cmd = nice ? 'nice' : process.execPath;
     const argv = nice ? ['-n', '-19', process.execPath, self, '--child', String(n)] : [self, '--child', String(n)];
@@ -130,7 +134,7 @@ export async function run(args: string[]): Promise<void> {
     const x = JSON.parse(r.stdout) as ChildResult;
     const f = (ms: number) => `${ms.toFixed(0)} ms`.padEnd(9);
     process.stdout.write(
-      `${String(x.services).padEnd(9)} ${String(x.endpoints).padEnd(10)} ${String(x.rules).padEnd(9)} ${`${(x.payloadBytes / 2 ** 20).toFixed(1)} MiB`.padEnd(10)} ${f(x.renderMs)} ${f(x.restoreMs)} ${f(x.renderMs + x.restoreMs)}  ${f(x.cpuMs)} ${f(x.canonicalMs)}  ${f(x.warmRenderMs)}    ${x.maxRssMiB.toFixed(0)} MiB\n`,
+      `${String(x.services).padEnd(9)} ${String(x.endpoints).padEnd(10)} ${String(x.rules).padEnd(9)} ${`${(x.payloadBytes / 2 ** 20).toFixed(1)} MiB`.padEnd(10)} ${f(x.renderMs)} ${f(x.restoreMs)} ${f(x.renderMs + x.restoreMs)}  ${f(x.cpuMs)} ${f(x.canonicalMs)}  ${f(x.warmRenderMs)}    ${x.payloadRssMiB.toFixed(0)} / ${x.maxRssMiB.toFixed(0)} MiB\n`,
     );
   }
 }
