@@ -128,7 +128,10 @@ function routeDecision(env: Env, b: Branch, locallyGenerated: boolean): 'local' 
   const pkt = b.pkt;
   const local = isLocal(env, pkt.dst);
   if (local === undefined) {
-    b.uncertain.push({ line: null, table: null, chain: null, rule: '', reason: `routing: whether ${pkt.dst.text} is a node address is not known (give --local-ip); assumed it is not` });
+    // The packet's own destination may well be the node; a DNAT'd one is normally a pod.
+    const why = `routing: whether ${pkt.dst.text} is a node address is not known (give --local-ip); assumed it is not`;
+    if (b.ct.dnat) b.notes.push(why);
+    else b.uncertain.push({ line: null, table: null, chain: null, rule: '', reason: why });
   }
   if (local) {
     pkt.oif = locallyGenerated ? 'lo' : null;
