@@ -286,7 +286,22 @@ export class DnsServer {
     if (q.qclass !== 1 && q.qclass !== 255) return fail(RCODE.REFUSED);
     if (q.qtype === 252 || q.qtype === 251) return fail(RCODE.REFUSED); // no zone transfers
     if (q.qtype === 41) return fail(RCODE.FORMERR); // OPT is not a question
+    try {
+      const r = this.answerSlow(msg, q, limit, fail);
+      return r instanceof Promise
+        ? r.catch((e: unknown) => {
+            this.internalError(e);
+            return fail(RCODE.SERVFAIL);
+          })
+        : r;
+    } catch (e) {
+      // A record we cannot encode (say, an ExternalName with an overlong label) must not cost the answer.
+      this.internalError(e);
+      return fail(RCODE.SERVFAIL);
+    }
+  }
 
+  private answerSlow(msg: Buffer, q: Query, limit: number, fail: (rcode: number) => Buffer): Buffer | null | Promise<Buffer | null> {
     const { raw, lower: name } = questionName(msg);
     const inZone = name === this.zoneName || name.endsWith('.' + this.zoneName);
     const zone = this.zone;

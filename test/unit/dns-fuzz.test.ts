@@ -212,3 +212,16 @@ test('specific malformed queries get the right RCODE', async () => {
   odd.writeUInt16BE(65280, odd.length - 4);
   assert.equal(rc(h(odd)), 0);
 });
+
+test('a record that cannot be encoded costs SERVFAIL for that name only', async () => {
+  const { svc } = await import('./dns-fixtures.js');
+  const st = clusterState();
+  st.services.push(svc('default', 'badext', { type: 'ExternalName', externalName: `${'x'.repeat(70)}.example.test`, ipFamilies: [], selector: undefined }));
+  const server = new DnsServer({ listen: ['127.0.0.1:0'], noForward: true });
+  server.setState(st);
+  const q = (name: string) =>
+    server.handle(dnsPacket.encode({ type: 'query', id: 9, flags: 0, questions: [{ name, type: 'CNAME', class: 'IN' }] }), 'udp') as Buffer;
+  assert.equal(q('badext.default.svc.cluster.local')[3]! & 0x0f, 2);
+  assert.equal(q('ext.default.svc.cluster.local')[3]! & 0x0f, 0);
+  assert.equal(server.stats.errors, 1);
+});
