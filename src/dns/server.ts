@@ -428,6 +428,7 @@ export async function startDnsServer(source: ClusterSource, opts: DnsServerOptio
   const onChange = (state: ClusterState) => {
     try {
       server.setState(state);
+      log.info('zone updated', { services: state.services.length, endpointSlices: state.endpointSlices.length, pods: state.pods.length });
     } catch (e) {
       log.error('cannot build the DNS zone from the new state', { error: e });
     }
