@@ -10,6 +10,12 @@ import { register as doctor } from './doctor.js';
 import { register as lab } from './lab.js';
 import { register as demo } from './demo.js';
 
+// `kproxy … | head` closes the pipe early: that is the reader's choice, not an error.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  throw e;
+});
+
 const program = new Command('kproxy')
   .description('Kubernetes service networking: kube-proxy-identical rules, a netfilter tracer, cluster DNS and a namespace lab')
   .version('0.1.0')
