@@ -68,7 +68,8 @@ function one() {
     let done = false;
     const fin = (r) => { if (!done) { done = true; clearTimeout(t); try { s.destroy ? s.destroy() : s.close(); } catch {} resolve(r); } };
     let s;
-    const t = setTimeout(() => fin('timeout'), timeout);
+    // On expiry, let already-arrived I/O run first (a loaded machine may have paused this process).
+    const t = setTimeout(() => setImmediate(() => setImmediate(() => fin('timeout'))), timeout);
     const onData = (d) => { try { const j = JSON.parse(String(d)); fin('ok ' + j.l + ' ' + j.r); } catch { fin('garbled'); } };
     const onErr = (e) => fin(e.code === 'ECONNREFUSED' || e.code === 'ECONNRESET' ? 'refused' : 'error ' + e.code);
     if (proto === 'tcp') {
