@@ -71,8 +71,14 @@ export function parseSave(text: string, opts: ParseOptions = {}): Ruleset {
     const t = table as Table;
     if (c0 === ':') {
       // :NAME POLICY [packets:bytes]
-      const m = /^:(\S+)\s+(\S+)(?:\s+\[(\d+):(\d+)\])?\s*$/.exec(line);
-      if (!m) err(lineNo, `malformed chain line "${line}"`);
+      // Fast path for ":NAME POLICY [p:b]" with single spaces (what iptables-save writes).
+      const sp1 = line.indexOf(' ');
+      const sp2 = sp1 > 0 ? line.indexOf(' ', sp1 + 1) : -1;
+      const simple = sp2 > sp1 + 1 && line.indexOf(' ', sp2 + 1) < 0 && line.charCodeAt(sp2 + 1) === 91 && line.endsWith(']');
+      const m = simple
+        ? ([line, line.slice(1, sp1), line.slice(sp1 + 1, sp2), ...line.slice(sp2 + 2, -1).split(':')] as (string | undefined)[])
+        : /^:(\S+)\s+(\S+)(?:\s+\[(\d+):(\d+)\])?\s*$/.exec(line);
+      if (!m || (simple && !/^\d+$/.test(m[3] ?? '') && m[3] !== undefined) || (simple && m[4] !== undefined && !/^\d+$/.test(m[4]))) err(lineNo, `malformed chain line "${line}"`);
       const [, name, policy, pk, by] = m!;
       const existing = t.chains.get(name!);
       const builtin = existing?.builtin ?? false;
