@@ -1,8 +1,9 @@
 // `kproxy run --proxy-mode userspace`: the ProxyBackend that run drives. The
 // settings it reads beyond ProxySettings are optional fields that `run` fills
 // from its flags (--ipvs-scheduler, --ipvs-scheduler-flags, --proxy-port-range,
-// --udp-timeout, --bind-address) or, failing that, from the environment
-// (KPROXY_IPVS_SCHEDULER, …) so the mode works before every flag is wired.
+// --udp-timeout) or, failing that, from the environment (KPROXY_IPVS_SCHEDULER,
+// KPROXY_IPVS_SCHEDULER_FLAGS, KPROXY_PROXY_PORT_RANGE, KPROXY_UDP_TIMEOUT_MS,
+// KPROXY_USERSPACE_BIND_ADDRESS).
 import type { BackendOptions, FamilySyncReport, ProxyBackend } from '../backend.js';
 import type { ClusterState } from '../../k8s/types.js';
 import { ipFamily } from '../../util/ip.js';
@@ -39,7 +40,8 @@ export function parsePortRange(s: string | undefined): { from: number; to: numbe
 export function createBackend(opts: BackendOptions): ProxyBackend {
   const s = opts.settings as BackendOptions['settings'] & UserspaceSettings;
   const env = process.env;
-  const listenIP = s.bindAddress && s.bindAddress !== '::' ? s.bindAddress : '0.0.0.0';
+  const bind = s.bindAddress ?? env.KPROXY_USERSPACE_BIND_ADDRESS;
+  const listenIP = bind && bind !== '::' ? bind : '0.0.0.0';
   // Checked now, so that `run` refuses to start with an unknown scheduler or flag (the message lists the valid ones).
   const sched = validateSchedulerOptions(s.ipvsScheduler ?? env.KPROXY_IPVS_SCHEDULER ?? 'rr', s.ipvsSchedulerFlags ?? env.KPROXY_IPVS_SCHEDULER_FLAGS);
   const portRange = parsePortRange(s.proxyPortRange ?? env.KPROXY_PROXY_PORT_RANGE);
