@@ -317,7 +317,7 @@ test('differential: random rulesets (seeded) — the kernel does what the simula
   assert.ok(cases >= 300, `at least 300 connections (got ${cases})`);
 });
 
-test('differential: kube-proxy rules from our renderer — ClusterIP 1/3 each, NodePort masquerade, no endpoints REJECT, LB source ranges DROP, UDP, conntrack entries', { timeout: 120_000 }, async (t) => {
+test('differential: kube-proxy rules from our renderer — ClusterIP 1/3 each, NodePort masquerade, no endpoints REJECT, LB source ranges DROP, UDP, ClientIP affinity, conntrack entries', { timeout: 120_000 }, async (t) => {
   const port = (name: string, p: number, nodePort = 0, protocol: Protocol = 'TCP'): ServicePort => ({ ...tcpPort(name, p, nodePort), protocol });
   const st = state(
     [
@@ -341,6 +341,12 @@ test('differential: kube-proxy rules from our renderer — ClusterIP 1/3 each, N
         s.loadBalancerIngress = [{ ip: '10.97.0.1' }];
         s.loadBalancerSourceRanges = ['192.0.2.0/24'];
       }),
+      makeService('ns1', 'sticky', (s) => {
+        s.clusterIPs = ['10.96.0.20'];
+        s.ports = [port('http', 80)];
+        s.sessionAffinity = 'ClientIP';
+        s.sessionAffinityTimeoutSeconds = 10800;
+      }),
       makeService('ns1', 'dns', (s) => {
         s.clusterIPs = ['10.96.0.53'];
         s.ports = [port('dns', 53, 0, 'UDP')];
@@ -350,6 +356,7 @@ test('differential: kube-proxy rules from our renderer — ClusterIP 1/3 each, N
       makeSlice('ns1', 'three', 1, [ep('10.20.0.2'), ep('10.20.0.3'), ep('10.20.0.4')], [{ name: 'http', port: 8080 }]),
       makeSlice('ns1', 'np', 1, [ep('10.20.0.5'), ep('10.20.0.2')], [{ name: 'http', port: 8081 }]),
       makeSlice('ns1', 'lb', 1, [ep('10.20.0.3')], [{ name: 'http', port: 8080 }]),
+      makeSlice('ns1', 'sticky', 1, [ep('10.20.0.2'), ep('10.20.0.4'), ep('10.20.0.5')], [{ name: 'http', port: 8081 }]),
       makeSlice('ns1', 'dns', 1, [ep('10.20.0.3'), ep('10.20.0.4')], [{ name: 'dns', port: 8080, protocol: 'UDP' }]),
     ],
   );
@@ -391,6 +398,21 @@ test('differential: kube-proxy rules from our renderer — ClusterIP 1/3 each, N
         for (const s of seen) assert.ok(want.has(s), `conntrack entry "${s}" is one of ${[...want].join(' | ')}`);
       }
     }
+    // ClientIP affinity (-m recent): the first connection picks any endpoint; the simulator, seeded
+    // with that choice (--recent), must then predict every later connection exactly.
+    await lab.node.exec('conntrack', ['-F'], { allowFail: true });
+    const first = simulate(dump, 'tcp', '10.96.0.20', 80);
+    const [picked] = await runClient(lab.client, 'tcp', '10.96.0.20', 80, 1);
+    cases += 1;
+    const chosen = first.find((o) => picked === `ok ${o.destination} ${o.source.split(':')[0]}`);
+    assert.ok(chosen, `first sticky connection "${picked}" is one of ${first.map((o) => o.destination).join(', ')}`);
+    const sep = chosen.path.find((s) => s.kind === 'rule' && s.chain?.startsWith('KUBE-SEP-'))!.chain!;
+    const seeded = simulate(dump, 'tcp', '10.96.0.20', 80, { recent: [[sep, CLIENT]] });
+    assert.deepEqual(seeded.map((o) => o.destination), [chosen.destination], 'seeded with the client, the affinity rule decides alone');
+    assert.ok(seeded[0]!.path.some((s) => s.rule.includes('--rcheck')), 'through the recent --rcheck rule');
+    const later = await runClient(lab.client, 'tcp', '10.96.0.20', 80, 20);
+    cases += 20;
+    assert.equal(compare(seeded, 'tcp', later), null);
   } finally {
     await lab.topo.destroy();
   }
