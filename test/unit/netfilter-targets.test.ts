@@ -223,3 +223,19 @@ test('long chains are indexed by destination without changing rule order semanti
   const o = only(run({ mangle: rules }, { ...PKT, dst: '10.0.0.50' }));
   assert.equal(o.mark, `0x${mark.toString(16)}`);
 });
+
+test('IPv6: ip6tables-save dump, DNAT with brackets, MASQUERADE to the interface address', () => {
+  const r6 = rs(
+    {
+      nat: ['-A PREROUTING -d fd00::1/128 -p tcp -m tcp --dport 80 -j DNAT --to-destination [fd00:10::5]:8080', '-A POSTROUTING -s 2001:db8::/32 -j MASQUERADE'],
+      filter: ['policy FORWARD DROP', '-A FORWARD -d fd00:10::/64 -p tcp -m tcp --dport 8080 -j ACCEPT'],
+    },
+    6,
+  );
+  assert.equal(r6.family, 6);
+  const o = only(trace(r6, { dst: 'fd00::1', dport: 80, src: '2001:db8::7', localIps: ['fd00::1', 'fd00:10::1@cni0'], routes: ['fd00:10::/64=cni0'] }));
+  assert.equal(o.verdict, 'ACCEPT');
+  assert.equal(o.destination, '[fd00:10::5]:8080');
+  assert.equal(o.source, '[fd00:10::1]:40000');
+  assert.throws(() => trace(r6, { dst: '10.0.0.1', dport: 80 }), /IPv4 but the dump is IPv6/);
+});
