@@ -48,7 +48,8 @@ function fastV4(s: string): number | null {
 
 export function parseAddr(s: string): Addr | null {
   const f = fastV4(s);
-  if (f !== null) return { family: 4, v4: f, v6: 0n, text: addrFromV4(f).text };
+  // The input is already canonical unless a part has a leading zero ("10.01.0.1").
+  if (f !== null) return { family: 4, v4: f, v6: 0n, text: /(^|\.)0\d/.test(s) ? addrFromV4(f).text : s };
   const p = parseIP(s);
   if (!p) return null;
   if (p.family === 4) {

@@ -136,15 +136,17 @@ const FLAGS = new Set([
 const TWO_ARGS = new Set(['tcp-flags', 'match-set', 'to']);
 
 const PROTOS = new Set(['tcp', 'udp', 'udplite', 'sctp', 'dccp', 'icmp', 'icmpv6', 'ipv6-icmp', 'esp', 'ah', 'gre', 'all']);
-const PROTO_NUMS: Record<string, string> = { '6': 'tcp', '17': 'udp', '132': 'sctp', '1': 'icmp', '58': 'icmpv6', '0': 'all' };
+const PROTO_NUM_MAP = new Map<string, string>([['6', 'tcp'], ['17', 'udp'], ['132', 'sctp'], ['1', 'icmp'], ['58', 'icmpv6'], ['0', 'all']]);
 
 function hasPortProto(p: string | undefined): boolean {
   return p === 'tcp' || p === 'udp' || p === 'sctp' || p === 'dccp' || p === 'udplite';
 }
 
 export function normalizeProto(p: string): string {
+  if (p === 'tcp' || p === 'udp') return p === 'tcp' ? 'tcp' : 'udp';
   const l = p.toLowerCase();
-  if (PROTO_NUMS[l]) return PROTO_NUMS[l]!;
+  const num = PROTO_NUM_MAP.get(l);
+  if (num) return num;
   if (l === 'ipv6-icmp' || l === 'icmp6') return 'icmpv6';
   return l;
 }
