@@ -211,6 +211,24 @@ async function backendRun(backend: BackendName, services: number, endpoints: num
     const k = await kproxyChanges(renderer, syncer, state, endpoints, changes);
     out.push(`| ${backend} | kproxy: 1 endpoint added/removed, change → kernel (${k.n}) | p50 ${fmt(k.p50)}, p99 ${fmt(k.p99)} | max ${fmt(k.max)}; of which render p50 ${fmt(k.renderP50)} |`);
     process.stdout.write(out[out.length - 1] + '\n');
+    // Where the time goes: restores of fixed payloads on the loaded table (10 runs each).
+    const svc = rs.services[Math.floor(rs.services.length / 2)]!;
+    const svcChain = [...svc.chains].find(([n]) => n.startsWith('KUBE-SVC-'));
+    const probes: Record<string, string> = {
+      'empty restore': '*nat\nCOMMIT\n',
+      'rewrite one KUBE-SVC chain': svcChain ? `*nat\n:${svcChain[0]} - [0:0]\n${svcChain[1].join('\n')}\nCOMMIT\n` : '*nat\nCOMMIT\n',
+      'add + delete one KUBE-SERVICES rule': '*nat\n-A KUBE-SERVICES -d 192.0.2.1/32 -j RETURN\nCOMMIT\n*nat\n-D KUBE-SERVICES -d 192.0.2.1/32 -j RETURN\nCOMMIT\n',
+    };
+    for (const [what, payload] of Object.entries(probes)) {
+      const ts: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        const p0 = performance.now();
+        await restore(tools, payload);
+        ts.push(performance.now() - p0);
+      }
+      out.push(`| ${backend} | probe: ${what} (10) | p50 ${fmt(pct(ts, 50))} | max ${fmt(Math.max(...ts))} |`);
+      process.stdout.write(out[out.length - 1] + '\n');
+    }
     const u = await upstreamChanges(tools, state, endpoints, Math.min(changes, backend === 'legacy' ? 10 : 20));
     out.push(`| ${backend} | upstream-style partial sync (KUBE-SERVICES + filter rewritten) (${u.n}) | p50 ${fmt(u.p50)}, p99 ${fmt(u.p99)} | max ${fmt(u.max)}; render p50 ${fmt(u.renderP50)} |`);
     process.stdout.write(out[out.length - 1] + '\n');
