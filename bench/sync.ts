@@ -206,7 +206,7 @@ async function backendRun(backend: BackendName, services: number, endpoints: num
     // A second full sync against iptables-save: nothing to do, but it proves the diff is empty.
     const f0 = performance.now();
     const again = await syncer.sync(rs, { full: true });
-    out.push(`| ${backend} | kproxy periodic full sync, no drift | ${fmt(performance.now() - f0)} | read the kernel (nft list chains + iptables -S of the shared chains) and compare, ${again.restores} restores |`);
+    out.push(`| ${backend} | kproxy periodic full sync, no drift | ${fmt(performance.now() - f0)} | read the kernel (${backend === 'nft' ? 'nft list chains + iptables -S of the shared chains' : 'iptables-legacy-save'}) and compare, ${again.restores} restores |`);
     process.stdout.write(out[out.length - 1] + '\n');
     const k = await kproxyChanges(renderer, syncer, state, endpoints, changes);
     out.push(`| ${backend} | kproxy: 1 endpoint added/removed, change → kernel (${k.n}) | p50 ${fmt(k.p50)}, p99 ${fmt(k.p99)} | max ${fmt(k.max)}; of which render p50 ${fmt(k.renderP50)} |`);
