@@ -43,3 +43,14 @@ test('render --proxy-mode ipvs prints the four parts under headers, byte for byt
   assert.match(r.stdout, /^-A KUBE-POSTROUTING .* -j MASQUERADE --random-fully$/m);
   assert.equal(r.stdout, golden);
 });
+
+test('render --proxy-mode ipvs in-process: dual stack from --node-ip, and a warning only for a family whose NodePorts cannot be placed', async () => {
+  const { runRender } = await import('../../src/cli/render.js');
+  const dual = await runRender([fixture], { proxyMode: 'ipvs', hostnameOverride: 'node-a', nodeIp: '192.168.1.10,fd00::10', randomFully: 'true' });
+  assert.equal(dual.code, 0);
+  assert.equal(dual.stderr, '', 'no IPv6 NodePort services, so no IPv6 warning');
+  assert.match(dual.stdout, /^### IPv6: IPVS virtual servers \(ipvsadm-restore input; scheduler rr\)$/m);
+  const none = await runRender([fixture], { proxyMode: 'ipvs', hostnameOverride: 'elsewhere', randomFully: 'true' });
+  assert.match(none.stderr, /IPv4: no node IP of this family: NodePort virtual servers \(and health check ports\) were not rendered/);
+  assert.doesNotMatch(none.stdout, /30053/);
+});
