@@ -2,28 +2,17 @@
 // node for the given manifests, printed as iptables-restore input in the
 // canonical order upstream's tests compare (or upstream's write order, --raw).
 import type { Command } from 'commander';
-import { InvalidArgumentError } from 'commander';
 import { loadManifests } from '../k8s/load.js';
 import { formatWarning, type ClusterState, type IPFamily } from '../k8s/types.js';
 import { detectRandomFully } from '../dataplane/iptables/detect.js';
 import { canonicalRuleset, restorePayload } from '../dataplane/iptables/payload.js';
 import { renderIptables } from '../dataplane/iptables/render.js';
-import { loadProxyConfig, mergeProxySettings, type ProxyConfig, type ProxyFlags, type ProxySettings } from '../proxy/config.js';
+import { renderOptionsFromSettings } from '../dataplane/iptables/render-options.js';
+import { loadProxyConfig, mergeProxySettings, type ProxyConfig, type ProxySettings } from '../proxy/config.js';
+import { addProxyFlags, proxyFlagsFrom, type ProxyCliOptions } from './proxy-flags.js';
 import { renderIpvsMode } from '../dataplane/ipvs/render-mode.js';
 
-export interface RenderCliOptions {
-  hostnameOverride?: string;
-  clusterCidr?: string;
-  masqueradeAll?: boolean;
-  iptablesMasqueradeBit?: number;
-  nodeportAddresses?: string;
-  iptablesLocalhostNodeports?: boolean;
-  detectLocalMode?: string;
-  podBridgeInterface?: string;
-  podInterfaceNamePrefix?: string;
-  config?: string;
-  proxyMode?: string;
-  nodeIp?: string;
+export interface RenderCliOptions extends ProxyCliOptions {
   strict?: boolean;
   raw?: boolean;
   randomFully?: string;
@@ -57,22 +46,14 @@ async function renderIptablesMode(ctx: RenderContext): Promise<RenderOutput> {
   const randomFully = rf === 'auto' ? await detectRandomFully() : rf === 'true';
   let families: IPFamily[] | undefined;
   if (options.ipFamily) families = options.ipFamily.split(',').map((f) => f.trim()) as IPFamily[];
-  const rulesets = renderIptables(state, {
-    nodeName: settings.hostname,
-    nodeIPs: settings.nodeIPs,
-    clusterCIDRs: settings.clusterCIDRs,
-    detectLocalMode: settings.detectLocalMode,
-    ...(settings.bridgeInterface ? { bridgeInterface: settings.bridgeInterface } : {}),
-    ...(settings.interfaceNamePrefix ? { interfaceNamePrefix: settings.interfaceNamePrefix } : {}),
-    masqueradeAll: settings.masqueradeAll,
-    masqueradeBit: settings.masqueradeBit,
-    nodePortAddresses: settings.nodePortAddresses,
-    localhostNodePorts: settings.localhostNodePorts,
-    randomFully,
-    nfacct: { ctStateInvalid: options.nfacct ?? false, localhostNodePorts: options.nfacct ?? false },
-    conntrackTCPBeLiberal: settings.conntrackTCPBeLiberal,
-    ...(families ? { families } : {}),
-  });
+  const rulesets = renderIptables(
+    state,
+    renderOptionsFromSettings(settings, {
+      randomFully,
+      nfacct: { ctStateInvalid: options.nfacct ?? false, localhostNodePorts: options.nfacct ?? false },
+      ...(families ? { families } : {}),
+    }),
+  );
   const warnings: string[] = [];
   const parts: string[] = [];
   for (const rs of rulesets) {
@@ -89,21 +70,6 @@ export const modeRenderers: Record<string, ModeRenderer> = {
   ipvs: renderIpvsMode,
 };
 
-function parseBool(flag: string) {
-  return (v: string | undefined): boolean => {
-    if (v === undefined || v === 'true') return true;
-    if (v === 'false') return false;
-    throw new InvalidArgumentError(`${flag} takes true or false, not ${JSON.stringify(v)}`);
-  };
-}
-
-function parseIntArg(flag: string) {
-  return (v: string): number => {
-    if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`${flag} takes an integer, not ${JSON.stringify(v)}`);
-    return Number(v);
-  };
-}
-
 export async function runRender(paths: string[], o: RenderCliOptions): Promise<{ stdout: string; stderr: string; code: number }> {
   let config: ProxyConfig | undefined;
   const warnings: string[] = [];
@@ -114,18 +80,7 @@ export async function runRender(paths: string[], o: RenderCliOptions): Promise<{
   }
   const loaded = await loadManifests(paths);
   warnings.push(...loaded.warnings.map(formatWarning));
-  const flags: ProxyFlags = {};
-  if (o.hostnameOverride !== undefined) flags.hostnameOverride = o.hostnameOverride;
-  if (o.clusterCidr !== undefined) flags.clusterCIDR = o.clusterCidr;
-  if (o.masqueradeAll !== undefined) flags.masqueradeAll = o.masqueradeAll;
-  if (o.iptablesMasqueradeBit !== undefined) flags.masqueradeBit = o.iptablesMasqueradeBit;
-  if (o.nodeportAddresses !== undefined) flags.nodePortAddresses = o.nodeportAddresses;
-  if (o.iptablesLocalhostNodeports !== undefined) flags.localhostNodePorts = o.iptablesLocalhostNodeports;
-  if (o.detectLocalMode !== undefined) flags.detectLocalMode = o.detectLocalMode;
-  if (o.podBridgeInterface !== undefined) flags.podBridgeInterface = o.podBridgeInterface;
-  if (o.podInterfaceNamePrefix !== undefined) flags.podInterfaceNamePrefix = o.podInterfaceNamePrefix;
-  if (o.proxyMode !== undefined) flags.proxyMode = o.proxyMode;
-  if (o.nodeIp !== undefined) flags.nodeIP = o.nodeIp;
+  const flags = proxyFlagsFrom(o);
   const settings = mergeProxySettings(config, flags, loaded.state.nodes);
   const renderer = modeRenderers[settings.mode];
   if (!renderer) {
@@ -148,28 +103,17 @@ export async function runRender(paths: string[], o: RenderCliOptions): Promise<{
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('render')
     .description("print the iptables-restore payload kube-proxy would write on one node for these manifests")
     .argument('<paths...>', 'manifest files or folders (YAML/JSON, multi-document, kind: List); "-" for stdin')
-    .option('--hostname-override <name>', 'the node to render for (default: this host\'s name)')
-    .option('--node-ip <ip[,ip]>', "the node's IP(s), when no Node object in the input says them")
-    .option('--cluster-cidr <cidr[,cidr]>', 'pod CIDR(s), for --detect-local-mode ClusterCIDR')
-    .option('--detect-local-mode <mode>', 'ClusterCIDR | NodeCIDR | BridgeInterface | InterfaceNamePrefix')
-    .option('--pod-bridge-interface <name>', 'bridge of the pods (BridgeInterface mode)')
-    .option('--pod-interface-name-prefix <prefix>', 'prefix of pod interfaces (InterfaceNamePrefix mode)')
-    .option('--masquerade-all [bool]', 'SNAT all traffic to cluster IPs', parseBool('--masquerade-all'))
-    .option('--iptables-masquerade-bit <n>', 'fwmark bit for packets to SNAT (default 14)', parseIntArg('--iptables-masquerade-bit'))
-    .option('--nodeport-addresses <cidr[,cidr]>', 'addresses NodePorts listen on: CIDRs or "primary" (default: all)')
-    .option('--iptables-localhost-nodeports [bool]', 'NodePorts reachable on 127.0.0.1 (default true)', parseBool('--iptables-localhost-nodeports'))
-    .option('--proxy-mode <mode>', 'proxy mode (default iptables)')
     .option('--ipvs-scheduler <name>', 'IPVS scheduler for --proxy-mode ipvs: rr (default), wrr, lc, wlc, sed, nq, dh, sh, mh')
-    .option('--config <file>', 'a KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1); flags override it')
     .option('--random-fully <auto|true|false>', 'MASQUERADE --random-fully (auto: when the installed iptables is >= 1.6.2)', 'auto')
     .option('--nfacct', 'write the nfacct counter matches (as kube-proxy does when the kernel has nfacct)')
     .option('--ip-family <IPv4|IPv6[,..]>', 'families to render (default: those of the node IPs)')
     .option('--raw', "upstream's write order instead of the canonical sorted order")
-    .option('--strict', 'exit 1 when any input object was skipped with a warning')
+    .option('--strict', 'exit 1 when any input object was skipped with a warning');
+  addProxyFlags(cmd)
     .action(async (paths: string[], o: RenderCliOptions) => {
       if (o.randomFully && !['auto', 'true', 'false'].includes(o.randomFully)) {
         throw new Error(`--random-fully takes auto, true or false, not ${JSON.stringify(o.randomFully)}`);

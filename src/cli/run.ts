@@ -6,7 +6,8 @@ import type { Command } from 'commander';
 import type { ClusterSource } from '../k8s/source.js';
 import type { IPFamily } from '../k8s/types.js';
 import { ManifestSource } from '../k8s/manifest-source.js';
-import { loadProxyConfig, mergeProxySettings, parseDuration, type ProxyConfig, type ProxyFlags } from '../proxy/config.js';
+import { loadProxyConfig, mergeProxySettings, parseDuration, type ProxyConfig } from '../proxy/config.js';
+import { addProxyFlags, proxyFlagsFrom, type ProxyCliOptions } from './proxy-flags.js';
 import { loadBackend, type BackendOptions } from '../dataplane/backend.js';
 import { ProxyAgent } from '../proxy/change-loop.js';
 import { metrics, MetricsServer } from '../server/metrics.js';
@@ -15,22 +16,10 @@ import { ServiceHealthServer } from '../server/service-health.js';
 import { ipFamily } from '../util/ip.js';
 import { log, setLogLevel } from '../util/log.js';
 
-export interface RunCliOptions {
+export interface RunCliOptions extends ProxyCliOptions {
   manifests?: string;
   kubeconfig?: string;
   master?: string;
-  config?: string;
-  hostnameOverride?: string;
-  nodeIp?: string;
-  proxyMode?: string;
-  clusterCidr?: string;
-  detectLocalMode?: string;
-  podBridgeInterface?: string;
-  podInterfaceNamePrefix?: string;
-  masqueradeAll?: boolean;
-  iptablesMasqueradeBit?: number;
-  nodeportAddresses?: string;
-  iptablesLocalhostNodeports?: boolean;
   iptablesMinSyncPeriod?: string;
   iptablesSyncPeriod?: string;
   iptablesBackend: string;
@@ -53,20 +42,12 @@ function durationFlag(flag: string, v: string | undefined): number | undefined {
   return ms;
 }
 
-function parseBool(flag: string) {
-  return (v: string | undefined): boolean => {
-    if (v === undefined || v === 'true') return true;
-    if (v === 'false') return false;
-    throw new Error(`${flag} takes true or false, not ${JSON.stringify(v)}`);
-  };
-}
-
 async function makeSource(o: RunCliOptions, nodeName: string, config: ProxyConfig | undefined): Promise<ClusterSource> {
   if (o.manifests) return new ManifestSource({ dir: o.manifests });
   const kubeconfig = o.kubeconfig ?? config?.clientConnection?.kubeconfig;
   // The API source pulls in the Kubernetes client: load it only when used.
   const { ApiSource } = await import('../k8s/api-source.js');
-  return new ApiSource({ ...(kubeconfig ? { kubeconfig } : {}), ...(o.master ? { master: o.master } : {}), nodeName, pods: !!o.dns });
+  return new ApiSource({ ...(kubeconfig ? { kubeconfig } : {}), ...(o.master ? { master: o.master } : {}), nodeName });
 }
 
 export async function runAgent(o: RunCliOptions): Promise<void> {
@@ -85,18 +66,7 @@ export async function runAgent(o: RunCliOptions): Promise<void> {
     config = loaded.config;
     for (const w of loaded.warnings) log.warn(w);
   }
-  const flags: ProxyFlags = {};
-  if (o.hostnameOverride !== undefined) flags.hostnameOverride = o.hostnameOverride;
-  if (o.clusterCidr !== undefined) flags.clusterCIDR = o.clusterCidr;
-  if (o.masqueradeAll !== undefined) flags.masqueradeAll = o.masqueradeAll;
-  if (o.iptablesMasqueradeBit !== undefined) flags.masqueradeBit = o.iptablesMasqueradeBit;
-  if (o.nodeportAddresses !== undefined) flags.nodePortAddresses = o.nodeportAddresses;
-  if (o.iptablesLocalhostNodeports !== undefined) flags.localhostNodePorts = o.iptablesLocalhostNodeports;
-  if (o.detectLocalMode !== undefined) flags.detectLocalMode = o.detectLocalMode;
-  if (o.podBridgeInterface !== undefined) flags.podBridgeInterface = o.podBridgeInterface;
-  if (o.podInterfaceNamePrefix !== undefined) flags.podInterfaceNamePrefix = o.podInterfaceNamePrefix;
-  if (o.proxyMode !== undefined) flags.proxyMode = o.proxyMode;
-  if (o.nodeIp !== undefined) flags.nodeIP = o.nodeIp;
+  const flags = proxyFlagsFrom(o);
   // Node IPs may come from the Node object: settle them after the first sync of the source.
   const pre = mergeProxySettings(config, flags, []);
   const minSync = durationFlag('--iptables-min-sync-period', o.iptablesMinSyncPeriod) ?? pre.minSyncPeriodMs;
@@ -181,16 +151,30 @@ export async function runAgent(o: RunCliOptions): Promise<void> {
   });
 
   let dns: { close(): Promise<void> } | undefined;
+  let dnsSource: ClusterSource | undefined;
   if (o.dns) {
     const { startDnsServer } = await import('../dns/server.js');
-    dns = await startDnsServer(source, typeof o.dns === 'string' ? { listen: [o.dns] } : {});
+    if (!o.manifests) {
+      // kube-proxy's label filter hides headless Services and their slices, which DNS must serve
+      // (as CoreDNS watches everything): DNS gets its own unfiltered watch, with Pods.
+      const { ApiSource } = await import('../k8s/api-source.js');
+      const kubeconfig = o.kubeconfig ?? config?.clientConnection?.kubeconfig;
+      dnsSource = new ApiSource({ ...(kubeconfig ? { kubeconfig } : {}), ...(o.master ? { master: o.master } : {}), nodeName: settings.hostname, pods: true, labelSelector: '', events: false });
+      await dnsSource.start();
+    }
+    dns = await startDnsServer(dnsSource ?? source, typeof o.dns === 'string' ? { listen: [o.dns] } : {});
   }
   await agent.start();
   log.info('kproxy running', { mode: settings.mode, node: settings.hostname, nodeIPs: settings.nodeIPs, families });
 
+  // Signal handlers do not hold the event loop open, and the sources' and
+  // runner's timers are unref'd: with no HTTP server listening, the process
+  // would otherwise exit right after start. The agent runs until signalled.
+  const keepAlive = setInterval(() => {}, 1 << 30);
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {
       log.info('stopping; the rules stay in place', { signal: sig });
+      clearInterval(keepAlive);
       resolve();
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
@@ -198,35 +182,24 @@ export async function runAgent(o: RunCliOptions): Promise<void> {
   });
   await agent.stop();
   await dns?.close();
+  await dnsSource?.stop();
   await serviceHealth.close();
   await metricsServer.close();
   await health.close();
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('run')
     .description('the node agent: keep this node\'s rules in step with Services and EndpointSlices (kube-proxy flags)')
     .option('--manifests <dir>', 'watch a folder of YAML/JSON manifests instead of an API server')
     .option('--kubeconfig <file>', 'kubeconfig of the API server (default: in-cluster)')
     .option('--master <url>', 'API server URL (overrides the kubeconfig)')
-    .option('--config <file>', 'a KubeProxyConfiguration file; flags override it')
-    .option('--hostname-override <name>', "this node's name (default: the host name)")
-    .option('--node-ip <ip[,ip]>', "this node's IP(s) (default: from its Node object)")
-    .option('--proxy-mode <mode>', 'iptables (default), ipvs, userspace')
     .option('--ipvs-scheduler <name>', 'scheduler for ipvs and userspace modes: rr (default), wrr, lc, wlc, sed, nq, dh, sh, mh')
     .option('--ipvs-scheduler-flags <list>', 'scheduler flags: sh-fallback, sh-port, mh-fallback, mh-port')
     .option('--proxy-port-range <range>', 'userspace mode: ports for its listeners, FROM-TO or FROM+N (default: ephemeral)')
     .option('--udp-timeout <d>', 'userspace mode: idle timeout of a proxied UDP session (default 250ms)')
     .option('--iptables-backend <b>', 'auto (what `iptables -V` says), nft or legacy', 'auto')
-    .option('--cluster-cidr <cidr[,cidr]>', 'pod CIDR(s), to tell pod traffic from external traffic')
-    .option('--detect-local-mode <mode>', 'ClusterCIDR | NodeCIDR | BridgeInterface | InterfaceNamePrefix')
-    .option('--pod-bridge-interface <name>', 'bridge of the pods (BridgeInterface mode)')
-    .option('--pod-interface-name-prefix <prefix>', 'prefix of pod interfaces (InterfaceNamePrefix mode)')
-    .option('--masquerade-all [bool]', 'SNAT all traffic to service IPs', parseBool('--masquerade-all'))
-    .option('--iptables-masquerade-bit <n>', 'fwmark bit for packets to SNAT (default 14)', (v: string) => Number(v))
-    .option('--nodeport-addresses <cidr[,cidr]>', 'addresses NodePorts answer on: CIDRs or "primary" (default: all)')
-    .option('--iptables-localhost-nodeports [bool]', 'NodePorts reachable on 127.0.0.1 (default true)', parseBool('--iptables-localhost-nodeports'))
     .option('--iptables-min-sync-period <d>', 'minimum time between syncs (default 1s)')
     .option('--iptables-sync-period <d>', 'maximum time between syncs; retry period after a failure (default 30s)')
     .option('--healthz-bind-address <host:port>', '/healthz and /livez (default 0.0.0.0:10256; "" disables)')
@@ -234,8 +207,8 @@ export function register(program: Command): void {
     .option('--cleanup', 'remove every chain and jump rule kube-proxy/kproxy created, then exit')
     .option('--dns [host:port]', 'also serve cluster DNS from the same source (default 0.0.0.0:53)')
     .option('--v <n>', 'log verbosity: 0 warnings only, 1+ one line per sync, 4+ debug')
-    .option('-v, --verbose', 'raise verbosity (repeatable)', (_: string, prev: number) => prev + 1, 0)
-    .action(async (o: RunCliOptions) => {
+    .option('-v, --verbose', 'raise verbosity (repeatable)', (_: string, prev: number) => prev + 1, 0);
+  addProxyFlags(cmd).action(async (o: RunCliOptions) => {
       await runAgent(o);
     });
 }

@@ -122,8 +122,6 @@ test('kproxy doctor on a lab node', { timeout: 300_000 }, async (t) => {
     };
     await waitFor('kproxy dns to answer', async () => (await inNode(`dig +time=1 +tries=1 @${n1.gateway} kube-dns.kube-system.svc.cluster.local +short`)).stdout.includes('10.96.0.10'), 20_000, 200);
     await waitFor('the agent to be healthy', async () => (await inNode('wget -q -O - http://127.0.0.1:10256/healthz 2>/dev/null || curl -s http://127.0.0.1:10256/healthz')).stdout.includes('"healthy":true') || (await fetchHealth(inNode)), 20_000, 200).catch(() => undefined);
-    // kube-proxy sets route_localnet itself for localhost NodePorts; make sure the node has it for the baseline.
-    await inNode('sysctl -qw net.ipv4.conf.all.route_localnet=1');
 
     await t.test('a healthy node: every check ok', async () => {
       const { report, code } = await doctor();

@@ -1,6 +1,9 @@
 // The iptables proxy mode for `kproxy run`: render the full ruleset per
 // family, program the difference with IptablesSyncer, watch the canary,
 // clean stale UDP conntrack entries, and feed the iptables metrics.
+import { writeFile } from 'node:fs/promises';
+import { renderOptionsFromSettings } from './render-options.js';
+import { cidrContains } from '../../util/ip.js';
 import type { ClusterState, IPFamily } from '../../k8s/types.js';
 import type { BackendOptions, FamilySyncReport, ProxyBackend } from '../backend.js';
 import type { PendingChanges } from '../../proxy/change-tracker.js';
@@ -50,12 +53,32 @@ export class IptablesBackend implements ProxyBackend {
     return fam;
   }
 
+  /**
+   * Upstream's NewProxier: NodePorts on 127.0.0.1 only work after DNAT to a pod
+   * when the kernel routes 127/8 packets off the host, so kube-proxy turns on
+   * route_localnet itself whenever its rules accept them (IPv4, localhost
+   * NodePorts on, nodePortAddresses covering loopback), and fails without it.
+   */
+  private async enableLocalhostNodePorts(): Promise<void> {
+    const s = this.opts.settings;
+    const npa = s.nodePortAddresses;
+    const coversLoopback = npa.length === 0 || npa.some((c) => c !== 'primary' && cidrContains(c, '127.0.0.1'));
+    if (!this.opts.families.includes('IPv4') || !s.localhostNodePorts || !coversLoopback) return;
+    this.opts.log.info('setting route_localnet=1 to allow NodePorts on localhost; to change this disable --iptables-localhost-nodeports or set --nodeport-addresses to filter loopback addresses');
+    try {
+      await writeFile('/proc/sys/net/ipv4/conf/all/route_localnet', '1');
+    } catch (e) {
+      throw new Error(`can't set sysctl net/ipv4/conf/all/route_localnet: ${(e as Error).message}`);
+    }
+  }
+
   async start(requestFullSync: () => void): Promise<void> {
     this.renderBase = {
       randomFully: await detectRandomFully(),
       conntrackTCPBeLiberal: this.opts.settings.conntrackTCPBeLiberal || (await detectConntrackTCPBeLiberal()),
       localAddresses: await hostAddresses(),
     };
+    await this.enableLocalhostNodePorts();
     const period = this.opts.settings.syncPeriodMs;
     for (const f of this.opts.families) {
       const fam = await this.family(f);
@@ -68,21 +91,8 @@ export class IptablesBackend implements ProxyBackend {
   }
 
   renderOptions(): RenderOptions {
-    const s = this.opts.settings;
-    return {
-      ...this.renderBase,
-      nodeName: s.hostname,
-      nodeIPs: s.nodeIPs,
-      clusterCIDRs: s.clusterCIDRs,
-      detectLocalMode: s.detectLocalMode,
-      ...(s.bridgeInterface ? { bridgeInterface: s.bridgeInterface } : {}),
-      ...(s.interfaceNamePrefix ? { interfaceNamePrefix: s.interfaceNamePrefix } : {}),
-      masqueradeAll: s.masqueradeAll,
-      masqueradeBit: s.masqueradeBit,
-      nodePortAddresses: s.nodePortAddresses,
-      localhostNodePorts: s.localhostNodePorts,
-      families: this.opts.families,
-    };
+    // renderBase (random-fully, be-liberal and local addresses as found on this host) wins over the settings' defaults.
+    return renderOptionsFromSettings(this.opts.settings, { ...this.renderBase, families: this.opts.families });
   }
 
   async sync(state: ClusterState, full: boolean, changes: PendingChanges): Promise<FamilySyncReport[]> {
