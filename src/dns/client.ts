@@ -90,20 +90,21 @@ function queryUdp(server: { host: string; port: number }, name: string, type: st
   });
 }
 
-function queryTcp(server: { host: string; port: number }, name: string, type: string, o: QueryOptions, start: number): Promise<QueryResult> {
+/**
+ * One DNS message over TCP (RFC 7766 two-byte length framing): connects,
+ * sends `q`, resolves with the first whole reply. Shared by the stub client
+ * and the forwarder.
+ */
+export function exchangeTcp(server: { host: string; port: number }, q: Buffer, timeoutMs: number, onTimeout: () => Error): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const id = randomInt(0, 65536);
-    const q = encode(id, name, type, o);
     const sock = net.connect({ host: server.host, port: server.port });
     let buf = Buffer.alloc(0);
-    sock.setTimeout(o.timeoutMs ?? 2000, () => {
-      sock.destroy();
-      reject(new QueryTimeout(`no answer from ${server.host}:${server.port} (tcp) within ${o.timeoutMs ?? 2000} ms`));
-    });
-    sock.on('error', (e) => {
+    const fail = (e: Error) => {
       sock.destroy();
       reject(e);
-    });
+    };
+    sock.setTimeout(timeoutMs, () => fail(onTimeout()));
+    sock.on('error', fail);
     sock.on('connect', () => {
       const len = Buffer.allocUnsafe(2);
       len.writeUInt16BE(q.length);
@@ -113,12 +114,14 @@ function queryTcp(server: { host: string; port: number }, name: string, type: st
       buf = Buffer.concat([buf, d]);
       if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
         sock.destroy();
-        try {
-          resolve(result(dnsPacket.decode(buf.subarray(2, 2 + buf.readUInt16BE(0))), 'tcp', start));
-        } catch (e) {
-          reject(e as Error);
-        }
+        resolve(buf.subarray(2, 2 + buf.readUInt16BE(0)));
       }
     });
   });
+}
+
+async function queryTcp(server: { host: string; port: number }, name: string, type: string, o: QueryOptions, start: number): Promise<QueryResult> {
+  const timeoutMs = o.timeoutMs ?? 2000;
+  const reply = await exchangeTcp(server, encode(randomInt(0, 65536), name, type, o), timeoutMs, () => new QueryTimeout(`no answer from ${server.host}:${server.port} (tcp) within ${timeoutMs} ms`));
+  return result(dnsPacket.decode(reply), 'tcp', start);
 }

@@ -4,12 +4,12 @@
 // per-try timeout, concurrent identical questions sharing one upstream
 // query, and a small cache that honours the records' TTLs (capped at 30 s).
 import dgram from 'node:dgram';
-import net from 'node:net';
 import { randomInt } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import dnsPacket from 'dns-packet';
 import { isIP } from 'node:net';
 import { splitHostPort } from '../util/ip.js';
+import { exchangeTcp } from './client.js';
 
 export interface Upstream {
   host: string;
@@ -200,35 +200,9 @@ export class Forwarder {
     });
   }
 
-  private tcp(up: Upstream, name: string, type: number, klass: number): Promise<dnsPacket.Packet> {
-    return new Promise((resolve, reject) => {
-      const id = randomInt(0, 65536);
-      const q = this.encodeQuery(id, name, type, klass);
-      const sock = net.connect({ host: up.host, port: up.port });
-      let buf = Buffer.alloc(0);
-      const fail = (e: Error) => {
-        sock.destroy();
-        reject(e);
-      };
-      sock.setTimeout(this.timeoutMs, () => fail(new Error('upstream TCP timeout')));
-      sock.on('error', fail);
-      sock.on('connect', () => {
-        const len = Buffer.allocUnsafe(2);
-        len.writeUInt16BE(q.length);
-        sock.write(Buffer.concat([len, q]));
-      });
-      sock.on('data', (d: Buffer) => {
-        buf = Buffer.concat([buf, d]);
-        if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
-          sock.destroy();
-          try {
-            resolve(dnsPacket.decode(buf.subarray(2, 2 + buf.readUInt16BE(0))));
-          } catch (e) {
-            reject(e as Error);
-          }
-        }
-      });
-    });
+  private async tcp(up: Upstream, name: string, type: number, klass: number): Promise<dnsPacket.Packet> {
+    const q = this.encodeQuery(randomInt(0, 65536), name, type, klass);
+    return dnsPacket.decode(await exchangeTcp(up, q, this.timeoutMs, () => new Error('upstream TCP timeout')));
   }
 
   close(): void {
