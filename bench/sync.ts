@@ -15,10 +15,7 @@ import { ChangeTracker } from '../src/proxy/change-tracker.js';
 import { IncrementalRenderer } from '../src/dataplane/iptables/sync-render.js';
 import { canonical } from '../src/dataplane/iptables/sync-save.js';
 import { Topology, isRoot, runPrefix } from '../src/lab/netns.js';
-
-function meta(ns: string, name: string, labels: Record<string, string> = {}) {
-  return { namespace: ns, name, labels, annotations: {}, deleting: false };
-}
+import { makeService, objectMeta } from '../src/k8s/build.js';
 
 function ip4(base: number, n: number): string {
   const v = base + n;
@@ -26,23 +23,12 @@ function ip4(base: number, n: number): string {
 }
 
 export function syntheticService(i: number): Service {
-  return {
-    meta: meta(`ns${i % 50}`, `svc${i}`),
-    type: 'ClusterIP',
+  return makeService(`ns${i % 50}`, `svc${i}`, {
     clusterIPs: [ip4(0x0a600000, i + 1)],
-    headless: false,
     ipFamilies: ['IPv4'],
     ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080, nodePort: 0 }],
-    externalIPs: [],
-    loadBalancerSourceRanges: [],
-    loadBalancerIngress: [],
-    externalTrafficPolicy: 'Cluster',
-    internalTrafficPolicy: 'Cluster',
-    healthCheckNodePort: 0,
-    sessionAffinity: 'None',
-    sessionAffinityTimeoutSeconds: 10800,
-    publishNotReadyAddresses: false,
-  };
+    selector: undefined,
+  });
 }
 
 export function syntheticSlice(i: number, endpoints: number, shift = 0): EndpointSlice {
@@ -55,7 +41,7 @@ export function syntheticSlice(i: number, endpoints: number, shift = 0): Endpoin
     });
   }
   return {
-    meta: meta(`ns${i % 50}`, `svc${i}-abcde`, { 'kubernetes.io/service-name': `svc${i}` }),
+    meta: objectMeta(`ns${i % 50}`, `svc${i}-abcde`, { 'kubernetes.io/service-name': `svc${i}` }),
     serviceName: `svc${i}`,
     addressType: 'IPv4',
     endpoints: eps,

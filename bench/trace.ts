@@ -8,6 +8,7 @@ import { renderIptables } from '../src/dataplane/iptables/render.js';
 import { restorePayload } from '../src/dataplane/iptables/payload.js';
 import type { ClusterState, EndpointSlice, Service } from '../src/k8s/types.js';
 import { cpus as cpus_, loadavg } from 'node:os';
+import { makeService, objectMeta } from '../src/k8s/build.js';
 
 function hash(i: number, salt: string): string {
   // 16 base32-looking characters, deterministic.
@@ -75,30 +76,20 @@ export function syntheticDump(lines: number): string {
 function cluster(services: number): ClusterState {
   const svcs: Service[] = [];
   const slices: EndpointSlice[] = [];
-  const meta = (ns: string, name: string, labels: Record<string, string> = {}) => ({ namespace: ns, name, labels, annotations: {}, deleting: false });
   for (let i = 0; i < services; i++) {
     const ns = `ns${i % 50}`;
     const name = `svc${i}`;
-    svcs.push({
-      meta: meta(ns, name),
-      type: i % 10 === 0 ? 'NodePort' : 'ClusterIP',
-      clusterIPs: [`172.30.${(i >> 8) & 255}.${i & 255}`],
-      headless: false,
-      ipFamilies: ['IPv4'],
-      ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080, nodePort: i % 10 === 0 ? 30000 + (i / 10) : 0 }],
-      selector: { app: name },
-      externalIPs: [],
-      loadBalancerSourceRanges: [],
-      loadBalancerIngress: [],
-      externalTrafficPolicy: 'Cluster',
-      internalTrafficPolicy: 'Cluster',
-      healthCheckNodePort: 0,
-      sessionAffinity: 'None',
-      sessionAffinityTimeoutSeconds: 10800,
-      publishNotReadyAddresses: false,
-    });
+    svcs.push(
+      makeService(ns, name, {
+        type: i % 10 === 0 ? 'NodePort' : 'ClusterIP',
+        clusterIPs: [`172.30.${(i >> 8) & 255}.${i & 255}`],
+        ipFamilies: ['IPv4'],
+        ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080, nodePort: i % 10 === 0 ? 30000 + i / 10 : 0 }],
+        selector: { app: name },
+      }),
+    );
     slices.push({
-      meta: meta(ns, `${name}-1`, { 'kubernetes.io/service-name': name }),
+      meta: objectMeta(ns, `${name}-1`, { 'kubernetes.io/service-name': name }),
       serviceName: name,
       addressType: 'IPv4',
       endpoints: [0, 1, 2].map((e) => ({

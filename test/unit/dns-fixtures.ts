@@ -3,31 +3,13 @@
 import { EventEmitter } from 'node:events';
 import type { ClusterSource, SourceEvents } from '../../src/k8s/source.js';
 import type { ClusterState, Endpoint, EndpointSlice, Pod, Service, ServicePort } from '../../src/k8s/types.js';
+import { makeService } from '../../src/k8s/build.js';
 
-export function meta(namespace: string, name: string, labels: Record<string, string> = {}) {
-  return { namespace, name, labels, annotations: {}, deleting: false };
-}
+import { objectMeta as meta } from '../../src/k8s/build.js';
+export { meta };
 
 export function svc(namespace: string, name: string, over: Partial<Service> = {}): Service {
-  return {
-    meta: meta(namespace, name),
-    type: 'ClusterIP',
-    clusterIPs: [],
-    headless: false,
-    ipFamilies: ['IPv4'],
-    ports: [],
-    selector: { app: name },
-    externalIPs: [],
-    loadBalancerSourceRanges: [],
-    loadBalancerIngress: [],
-    externalTrafficPolicy: 'Cluster',
-    internalTrafficPolicy: 'Cluster',
-    healthCheckNodePort: 0,
-    sessionAffinity: 'None',
-    sessionAffinityTimeoutSeconds: 10800,
-    publishNotReadyAddresses: false,
-    ...over,
-  };
+  return makeService(namespace, name, { ipFamilies: ['IPv4'], selector: { app: name }, ...over });
 }
 
 export function port(name: string, p: number, protocol: 'TCP' | 'UDP' = 'TCP'): ServicePort {

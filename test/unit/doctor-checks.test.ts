@@ -10,6 +10,7 @@ import { renderIptables } from '../../src/dataplane/iptables/render.js';
 import { savedTables } from '../../src/dataplane/iptables/sync-save.js';
 import { restorePayload } from '../../src/dataplane/iptables/payload.js';
 import type { ClusterState } from '../../src/k8s/types.js';
+import { makeService } from '../../src/k8s/build.js';
 import type { JumpRule } from '../../src/dataplane/iptables/model.js';
 
 const jumps: JumpRule[] = [
@@ -75,23 +76,12 @@ test('rule health: FORWARD DROP without KUBE-FORWARD, split brain, no canary, fi
 
 const state: ClusterState = {
   services: [
-    {
-      meta: { namespace: 'default', name: 'web', labels: {}, annotations: {}, deleting: false },
-      type: 'ClusterIP',
+    makeService('default', 'web', {
       clusterIPs: ['10.96.0.50'],
-      headless: false,
       ipFamilies: ['IPv4'],
       ports: [{ name: '', protocol: 'TCP', port: 80, targetPort: 8080, nodePort: 0 }],
-      externalIPs: [],
-      loadBalancerSourceRanges: [],
-      loadBalancerIngress: [],
-      externalTrafficPolicy: 'Cluster',
-      internalTrafficPolicy: 'Cluster',
-      healthCheckNodePort: 0,
-      sessionAffinity: 'None',
-      sessionAffinityTimeoutSeconds: 10800,
-      publishNotReadyAddresses: false,
-    },
+      selector: undefined,
+    }),
   ],
   endpointSlices: [
     {

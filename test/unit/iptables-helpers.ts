@@ -6,34 +6,17 @@ import type { ClusterState, Endpoint, EndpointSlice, IPFamily, Node, Service } f
 import type { RenderOptions } from '../../src/dataplane/iptables/render.js';
 import { renderIptables } from '../../src/dataplane/iptables/render.js';
 import { canonicalPayload, canonicalRuleset } from '../../src/dataplane/iptables/payload.js';
+import { makeService as buildService } from '../../src/k8s/build.js';
 
 export const testNodeName = 'test-node';
 export const testNodeIP = '192.168.0.2';
 export const testNodeIPs = ['192.168.0.2', '192.168.1.2', '192.168.99.11', '2001:db8::1', '2001:db8:1::2'];
 
-export function meta(namespace: string, name: string, labels: Record<string, string> = {}) {
-  return { namespace, name, labels, annotations: {}, deleting: false };
-}
+import { objectMeta as meta } from '../../src/k8s/build.js';
+export { meta };
 
 export function makeService(ns: string, name: string, fn: (s: Service) => void = () => {}): Service {
-  const s: Service = {
-    meta: meta(ns, name),
-    type: 'ClusterIP',
-    clusterIPs: [],
-    headless: false,
-    ipFamilies: [],
-    ports: [],
-    selector: {},
-    externalIPs: [],
-    loadBalancerSourceRanges: [],
-    loadBalancerIngress: [],
-    externalTrafficPolicy: 'Cluster',
-    internalTrafficPolicy: 'Cluster',
-    healthCheckNodePort: 0,
-    sessionAffinity: 'None',
-    sessionAffinityTimeoutSeconds: 10800,
-    publishNotReadyAddresses: false,
-  };
+  const s = buildService(ns, name);
   fn(s);
   return s;
 }
