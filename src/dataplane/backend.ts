@@ -47,12 +47,19 @@ export const BACKEND_MODULES: Record<string, string> = {
   iptables: './iptables/sync-backend.js',
   ipvs: './ipvs/index.js',
   userspace: './userspace/index.js',
-  nftables: './nftables/index.js',
+};
+
+/** Modes kube-proxy has that kproxy does not build yet: named in the error instead of "unknown". */
+const NOT_BUILT: Record<string, string> = {
+  nftables: 'kproxy does not have an nftables mode yet',
+  kernelspace: 'kernelspace is the Windows mode',
 };
 
 export async function loadBackend(mode: string, opts: BackendOptions): Promise<ProxyBackend> {
   const mod = BACKEND_MODULES[mode];
-  if (!mod) throw new Error(`--proxy-mode ${JSON.stringify(mode)}: unknown mode (known: ${Object.keys(BACKEND_MODULES).join(', ')})`);
+  const known = Object.keys(BACKEND_MODULES).join(', ');
+  if (!mod && NOT_BUILT[mode]) throw new Error(`--proxy-mode ${mode}: ${NOT_BUILT[mode]} (its modes: ${known})`);
+  if (!mod) throw new Error(`--proxy-mode ${JSON.stringify(mode)}: unknown mode (known: ${known})`);
   let m: { createBackend?: (o: BackendOptions) => Promise<ProxyBackend> | ProxyBackend };
   try {
     m = (await import(mod)) as typeof m;
