@@ -11,7 +11,7 @@ import { renderFamily, type RenderOptions } from '../src/dataplane/iptables/rend
 import { restorePayload } from '../src/dataplane/iptables/payload.js';
 import { iptablesTools, restore, save, type BackendName, type IptablesTools } from '../src/dataplane/iptables/apply.js';
 import { IptablesSyncer } from '../src/dataplane/iptables/sync.js';
-import { ChangeTracker } from '../src/proxy/change-tracker.js';
+import { ChangeTracker, type PendingChanges } from '../src/proxy/change-tracker.js';
 import { IncrementalRenderer } from '../src/dataplane/iptables/sync-render.js';
 import { canonical } from '../src/dataplane/iptables/sync-save.js';
 import { Topology, isRoot, runPrefix } from '../src/lab/netns.js';
@@ -118,14 +118,24 @@ interface LatencyResult {
   n: number;
 }
 
-/** One endpoint added to / removed from a random service, `changes` times: change → kernel. */
-async function kproxyChanges(renderer: IncrementalRenderer, syncer: IptablesSyncer, state: ClusterState, endpoints: number, changes: number): Promise<LatencyResult> {
+/**
+ * One endpoint added to / removed from a random service, `changes` times:
+ * change → kernel. `render` and `apply` are the strategy under test (kproxy's
+ * partial render + diff, or upstream's full render + partial restore).
+ */
+async function changeLatency(
+  state: ClusterState,
+  endpoints: number,
+  changes: number,
+  seed: number,
+  render: (changed: PendingChanges) => IptablesRuleset,
+  apply: (rs: IptablesRuleset, changed: PendingChanges) => Promise<void>,
+): Promise<LatencyResult> {
   const tracker = new ChangeTracker('node-a');
   tracker.update(state);
   tracker.take();
   const lat: number[] = [];
   const rend: number[] = [];
-  let seed = 12345;
   const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
   for (let c = 0; c < changes; c++) {
     const i = Math.floor(rnd() * state.services.length);
@@ -137,40 +147,38 @@ async function kproxyChanges(renderer: IncrementalRenderer, syncer: IptablesSync
     tracker.update(state);
     const p = tracker.take();
     const r0 = performance.now();
-    const rs = renderer.partial(state, benchRenderOptions, p.since.keys());
+    const rs = render(p);
     rend.push(performance.now() - r0);
-    await syncer.sync(rs, { full: false, changed: p.changed });
+    await apply(rs, p);
     lat.push(performance.now() - t0);
   }
   return { p50: pct(lat, 50), p99: pct(lat, 99), max: Math.max(...lat), renderP50: pct(rend, 50), n: lat.length };
 }
 
-async function upstreamChanges(tools: IptablesTools, state: ClusterState, endpoints: number, changes: number): Promise<LatencyResult> {
-  const tracker = new ChangeTracker('node-a');
-  tracker.update(state);
-  tracker.take();
-  const lat: number[] = [];
-  const rend: number[] = [];
-  let seed = 777;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
-  for (let c = 0; c < changes; c++) {
-    const i = Math.floor(rnd() * state.services.length);
-    const cur = state.endpointSlices[i]!;
-    const n = cur.endpoints.length === endpoints ? endpoints + 1 : endpoints;
-    const t0 = performance.now();
-    state.endpointSlices = state.endpointSlices.slice();
-    state.endpointSlices[i] = syntheticSlice(i, n);
-    tracker.update(state);
-    const p = tracker.take();
-    const r0 = performance.now();
-    const rs = renderFamily(state, benchRenderOptions, 'IPv4');
-    rend.push(performance.now() - r0);
+function kproxyChanges(renderer: IncrementalRenderer, syncer: IptablesSyncer, state: ClusterState, endpoints: number, changes: number): Promise<LatencyResult> {
+  return changeLatency(
+    state,
+    endpoints,
+    changes,
+    12345,
+    (p) => renderer.partial(state, benchRenderOptions, p.since.keys()),
+    async (rs, p) => {
+      await syncer.sync(rs, { full: false, changed: p.changed });
+    },
+  );
+}
+
+function upstreamChanges(tools: IptablesTools, state: ClusterState, endpoints: number, changes: number): Promise<LatencyResult> {
+  return changeLatency(
+    state,
+    endpoints,
+    changes,
+    777,
+    () => renderFamily(state, benchRenderOptions, 'IPv4'),
     // Upstream also deletes the removed endpoint's chain (-X) in the same restore; a
     // stale-chain flush is a few lines and does not change the cost materially.
-    await restore(tools, upstreamPartialPayload(rs, p.changed));
-    lat.push(performance.now() - t0);
-  }
-  return { p50: pct(lat, 50), p99: pct(lat, 99), max: Math.max(...lat), renderP50: pct(rend, 50), n: lat.length };
+    (rs, p) => restore(tools, upstreamPartialPayload(rs, p.changed)),
+  );
 }
 
 async function backendRun(backend: BackendName, services: number, endpoints: number, changes: number, stage: number | undefined, out: string[]): Promise<void> {
