@@ -11,7 +11,7 @@ import { LoadBalancer } from './loadbalancer.js';
 import { userspaceMetrics, type UserspaceMetrics } from './metrics.js';
 import { portId, type UsServicePort } from './model.js';
 import { applyPortals, removePortals, renderPortals, systemIptables, type IptablesRunner, type PortalTarget } from './portals.js';
-import { ENDPOINT_DIAL_TIMEOUTS_MS, TcpPortProxy, type ProxyCounters } from './tcp.js';
+import { chooseDataPath, createTcpProxy, ENDPOINT_DIAL_TIMEOUTS_MS, type ProxyCounters, type TcpDataPath, type TcpPortProxy } from './tcp.js';
 import { UdpPortProxy } from './udp.js';
 
 export interface UserspaceOptions {
@@ -33,6 +33,11 @@ export interface UserspaceOptions {
   dialTimeoutsMs?: number[];
   /** Program the iptables portals (false: listeners only, for tests and for `--no-portals`). */
   iptables?: boolean | IptablesRunner;
+  /**
+   * TCP data path: 'handles' (Node's TCP handles, the default when this Node has them) or 'net'
+   * (net.Socket, portable, about three times the CPU per connection). Default: KPROXY_USERSPACE_DATAPATH, else handles.
+   */
+  dataPath?: TcpDataPath;
   registry?: Registry;
   log?: Logger;
 }
@@ -90,6 +95,7 @@ export class UserspaceProxier {
   private readonly scheduler: string;
   private readonly flags: SchedulerFlags;
   readonly listenIP: string;
+  readonly dataPath: TcpDataPath;
   private stopped = false;
 
   constructor(private readonly opts: UserspaceOptions = {}) {
@@ -97,6 +103,7 @@ export class UserspaceProxier {
     this.scheduler = v.name;
     this.flags = v.flags;
     this.listenIP = opts.listenIP ?? '0.0.0.0';
+    this.dataPath = chooseDataPath(opts.dataPath);
     this.log = opts.log ?? logger({ component: 'userspace' });
     if (opts.registry) {
       this.metrics = userspaceMetrics(opts.registry);
@@ -223,7 +230,7 @@ export class UserspaceProxier {
     for (const port of candidates) {
       const proxy =
         st.sp.protocol === 'TCP'
-          ? new TcpPortProxy(st.lb, { dialTimeoutsMs: this.opts.dialTimeoutsMs ?? ENDPOINT_DIAL_TIMEOUTS_MS, dstIP: st.sp.clusterIP, counters: this.counters(st), log: this.log })
+          ? createTcpProxy(this.dataPath, st.lb, { dialTimeoutsMs: this.opts.dialTimeoutsMs ?? ENDPOINT_DIAL_TIMEOUTS_MS, dstIP: st.sp.clusterIP, counters: this.counters(st), log: this.log })
           : new UdpPortProxy(st.lb, { idleTimeoutMs: this.opts.udpIdleTimeoutMs ?? 250, dstIP: st.sp.clusterIP, counters: this.counters(st), log: this.log });
       try {
         st.proxyPort = await proxy.listen(this.listenIP, port);
