@@ -9,7 +9,10 @@ import {
   diffSeq,
   emptyTables,
   fullTables,
+  Phase,
+  planStages,
   planSync,
+  serviceGroups,
   stagePayloads,
   type Tables,
 } from '../../src/dataplane/iptables/sync-diff.js';
@@ -195,6 +198,75 @@ test('staged first sync: every stage leaves only complete services reachable fro
     walk('KUBE-SERVICES');
   }
   assert.deepEqual(sorted(model), sorted(desired));
+});
+
+test('planStages: endpoint chains first in descending name order, each service whole in one stage, one phase per stage', () => {
+  const services = Array.from({ length: 30 }, (_, i) => svc(`s${String(i).padStart(2, '0')}`, 1 + (i % 5), i % 4 ? 0 : 30000 + i));
+  const rs = ruleset(services);
+  const groups = serviceGroups(rs);
+  const plan = planSync({ current: emptyTables(), desired: fullTables(rs), groupOf: (c) => groups.get(c) });
+  const stages = planStages(plan, 12, 20);
+  // Phases never go backwards, and a stage holds one phase.
+  for (let i = 1; i < stages.length; i++) assert.ok(stages[i]!.phase >= stages[i - 1]!.phase);
+  const declared = (p: string): string[] => [...p.matchAll(/^:(\S+)/gm)].map((m) => m[1]!);
+  // Endpoint chains: descending names across the whole phase (iptables-nft's name list stays short).
+  const seps = stages.filter((s) => s.phase === Phase.Endpoints).flatMap((s) => declared(s.payload));
+  assert.equal(seps.length, services.reduce((n, s) => n + [...s.chains.keys()].filter((c) => c.startsWith('KUBE-SEP-')).length, 0));
+  assert.deepEqual(seps, [...seps].sort().reverse());
+  for (const st of stages.filter((s) => s.phase === Phase.Endpoints)) assert.ok(declared(st.payload).every((c) => c.startsWith('KUBE-SEP-')));
+  // Service chains: every service's non-endpoint chains in exactly one stage, even past the stage size.
+  const svcStages = stages.filter((s) => s.phase === Phase.ServiceChains);
+  assert.ok(svcStages.length > 3);
+  for (const s of services) {
+    const own = [...s.chains.keys()].filter((c) => !c.startsWith('KUBE-SEP-'));
+    if (!own.length) continue;
+    const holding = svcStages.filter((st) => own.some((c) => declared(st.payload).includes(c)));
+    assert.equal(holding.length, 1, `${s.key} split over ${holding.length} stages`);
+    assert.ok(own.every((c) => declared(holding[0]!.payload).includes(c)));
+  }
+  // Applied in order, the stages build the full ruleset.
+  const model = emptyTables();
+  for (const st of stages) applyToModel(model, st.payload);
+  assert.deepEqual(sorted(model), sorted(fullTables(rs)));
+  // A plan that fits in one stage stays one restore, phases and all.
+  const small = planSync({ current: fullTables(rs), desired: fullTables(ruleset([...services.slice(1), svc('new', 2)])) });
+  assert.equal(planStages(small, 10_000).length, 1);
+});
+
+test('IptablesSyncer: endpoint and service-chain stages run concurrently, nothing else does; a failure stops the batch', async () => {
+  class SlowKernel extends FakeKernel {
+    inFlight = 0;
+    maxInFlight = 0;
+    overlapped: string[] = [];
+    override async restore(payload: string): Promise<void> {
+      this.inFlight++;
+      this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+      if (this.inFlight > 1) this.overlapped.push(payload);
+      await new Promise((r) => setTimeout(r, 2));
+      try {
+        await super.restore(payload);
+      } finally {
+        this.inFlight--;
+      }
+    }
+  }
+  const rs = ruleset(Array.from({ length: 40 }, (_, i) => svc(`c${String(i).padStart(2, '0')}`, 1 + (i % 3), i % 5 ? 0 : 31000 + i)));
+  const k = new SlowKernel();
+  const syncer = new IptablesSyncer({ tools, kernel: k, stageLines: 15, endpointStageLines: 15, concurrency: 3 });
+  const r = await syncer.sync(rs, { full: true });
+  assert.equal(k.maxInFlight, 3);
+  assert.ok(r.restores > 10);
+  for (const p of k.overlapped) assert.doesNotMatch(p, /^-A KUBE-(SERVICES|NODEPORTS) /m, 'shared-chain edits never overlap');
+  const ours = k.ours();
+  assert.deepEqual(sorted(ours), sorted(fullTables(rs)));
+
+  // A failing stage: the sync throws, and the next one is full.
+  const k2 = new SlowKernel();
+  k2.failOn = /KUBE-SVC-C07/;
+  const s2 = new IptablesSyncer({ tools, kernel: k2, stageLines: 15, endpointStageLines: 15, concurrency: 3 });
+  await assert.rejects(s2.sync(rs, { full: true }), /injected failure/);
+  assert.equal(s2.needsFull, true);
+  assert.ok(!k2.tables.nat.get('KUBE-SERVICES')?.length, 'no service made reachable after the failure');
 });
 
 test('IptablesSyncer: partial syncs edit only what changed and match a full load', async () => {

@@ -168,6 +168,31 @@ export function diffSeq(a: readonly string[], b: readonly string[], maxD = 4000)
 export interface Unit {
   table: TableName;
   lines: string[];
+  /** When units must be applied: every unit of a phase before any of the next. */
+  phase: Phase;
+  /**
+   * Service chains only: the service port they belong to. A stage never splits
+   * a group, so each service's chains arrive complete in one restore and the
+   * stages of the service-chain phase depend on nothing but the phase before:
+   * they may be restored in any order, or concurrently.
+   */
+  group?: number;
+}
+
+/**
+ * The phases of a plan, in order: new shared chains declared; endpoint
+ * chains (KUBE-SEP-*) created or rewritten; the other service chains, each
+ * service's together; shared chains edited in place (positions matter: in
+ * order); stale service chains flushed; then deleted. Within the endpoint and
+ * service-chain phases nothing depends on anything else in the same phase.
+ */
+export const enum Phase {
+  Declare = 0,
+  Endpoints = 1,
+  ServiceChains = 2,
+  Edits = 3,
+  StaleFlush = 4,
+  StaleDelete = 5,
 }
 
 export interface Plan {
@@ -195,6 +220,21 @@ export interface PlanInput {
   key?: (line: string) => string;
   /** Above this many edits in one shared chain, rewrite it whole. */
   maxEdits?: number;
+  /**
+   * The service port (its index in the ruleset) a service chain belongs to,
+   * so that its chains are planned together (see Unit.group). Without it,
+   * service chains are ordered by rank alone.
+   */
+  groupOf?: (chain: string) => number | undefined;
+}
+
+/** Service chain → index of its service port in the ruleset (PlanInput.groupOf). */
+export function serviceGroups(rs: IptablesRuleset): Map<string, number> {
+  const m = new Map<string, number>();
+  rs.services.forEach((s, i) => {
+    for (const name of s.chains.keys()) m.set(name, i);
+  });
+  return m;
 }
 
 function decl(name: string): string {
@@ -206,7 +246,7 @@ export function planSync(input: PlanInput): Plan {
   const key = input.key;
   const stats = { created: 0, rewritten: 0, edited: 0, deleted: 0, ruleDeletes: 0, ruleInserts: 0 };
   const declare: Unit[] = [];
-  const owned: { r: number; name: string; unit: Unit }[] = [];
+  const owned: { g: number; r: number; name: string; unit: Unit }[] = [];
   const edits: Unit[] = [];
   const staleFlush: Unit[] = [];
   const staleDelete: Unit[] = [];
@@ -240,14 +280,17 @@ export function planSync(input: PlanInput): Plan {
         if (has && same(has, rules)) continue;
         if (has) stats.rewritten++;
         else stats.created++;
-        owned.push({ r: rank(name), name, unit: { table: t, lines: [decl(name), ...rules] } });
+        const r = rank(name);
+        const g = r === 0 ? undefined : input.groupOf?.(name);
+        const phase = r === 0 ? Phase.Endpoints : Phase.ServiceChains;
+        owned.push({ g: g ?? -1, r, name, unit: { table: t, lines: [decl(name), ...rules], phase, ...(g === undefined ? {} : { group: g }) } });
         continue;
       }
       // A shared or fixed chain: edit it in place.
       if (!has) {
         newShared.push(decl(name));
         stats.created++;
-        for (const r of rules) edits.push({ table: t, lines: [r] });
+        for (const r of rules) edits.push({ table: t, lines: [r], phase: Phase.Edits });
         stats.ruleInserts += rules.length;
         continue;
       }
@@ -256,7 +299,7 @@ export function planSync(input: PlanInput): Plan {
       const kb = key ? rules.map(key) : rules;
       const e = diffSeq(ka, kb, input.maxEdits ?? 4000);
       if (!e) {
-        edits.push({ table: t, lines: [decl(name), ...rules] });
+        edits.push({ table: t, lines: [decl(name), ...rules], phase: Phase.Edits });
         stats.rewritten++;
         continue;
       }
@@ -273,6 +316,7 @@ export function planSync(input: PlanInput): Plan {
         edits.push({
           table: t,
           lines: [count.get(ka[idx]!)! > 1 || !spec ? `-D ${name} ${idx + 1}` : `-D ${name} ${spec}`],
+          phase: Phase.Edits,
         });
       }
       stats.ruleDeletes += e.del.length;
@@ -280,16 +324,24 @@ export function planSync(input: PlanInput): Plan {
       let len = has.length - e.del.length;
       for (const j of e.ins) {
         const line = rules[j]!;
-        edits.push({ table: t, lines: [j >= len ? line : `-I ${name} ${j + 1} ${ruleSpec(line)}`] });
+        edits.push({ table: t, lines: [j >= len ? line : `-I ${name} ${j + 1} ${ruleSpec(line)}`], phase: Phase.Edits });
         len++;
       }
       stats.ruleInserts += e.ins.length;
     }
-    if (newShared.length) declare.push({ table: t, lines: newShared });
-    if (flush.length) staleFlush.push({ table: t, lines: flush });
-    if (drop.length) staleDelete.push({ table: t, lines: drop });
+    if (newShared.length) declare.push({ table: t, lines: newShared, phase: Phase.Declare });
+    if (flush.length) staleFlush.push({ table: t, lines: flush, phase: Phase.StaleFlush });
+    if (drop.length) staleDelete.push({ table: t, lines: drop, phase: Phase.StaleDelete });
   }
-  owned.sort((a, b) => a.r - b.r || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  // Endpoint chains first (they are jumped to), in descending name order:
+  // iptables-nft (1.8.x) collects the chain names of a restore in a sorted
+  // linked list, scanned from the head on every line, so ascending names make
+  // each restore quadratic in its size and descending ones linear. Then each
+  // service's other chains together, by rank (a chain before those jumping to it).
+  owned.sort((a, b) => {
+    if (a.r === 0 || b.r === 0) return a.r - b.r || (a.name < b.name ? 1 : a.name > b.name ? -1 : 0);
+    return a.g - b.g || a.r - b.r || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+  });
   return {
     units: [...declare, ...owned.map((o) => o.unit), ...edits, ...staleFlush, ...staleDelete],
     stats,
@@ -302,15 +354,27 @@ export function planLines(p: Plan): number {
   return n;
 }
 
+/** One iptables-restore run. */
+export interface Stage {
+  payload: string;
+  phase: Phase;
+  lines: number;
+}
+
 /**
- * Restore payloads: one when maxLines is Infinity (legacy: every restore
+ * The restores of a plan: one when maxLines is Infinity (legacy: every restore
  * rewrites the whole table, so fewer is cheaper), else stages of about
- * maxLines each, in plan order; a unit is never split.
+ * maxLines each, in plan order. A unit is never split, nor a group of service
+ * chains, and a plan larger than one stage is split at every phase boundary
+ * too, so that the stages of service chains can run concurrently. A plan that
+ * fits in one stage stays one restore: a small change is one transaction.
  */
-export function stagePayloads(p: Plan, maxLines = Infinity): string[] {
-  const out: string[] = [];
+export function planStages(p: Plan, maxLines = Infinity, endpointLines = maxLines): Stage[] {
+  if (planLines(p) <= maxLines) maxLines = endpointLines = Infinity;
+  const out: Stage[] = [];
   let cur: Record<TableName, string[]> = { filter: [], nat: [] };
   let n = 0;
+  let phase = Phase.Declare;
   const flush = (): void => {
     if (n === 0) return;
     let s = '';
@@ -318,17 +382,32 @@ export function stagePayloads(p: Plan, maxLines = Infinity): string[] {
       if (!cur[t].length) continue;
       s += `*${t}\n${cur[t].join('\n')}\nCOMMIT\n`;
     }
-    out.push(s);
+    out.push({ payload: s, phase, lines: n });
     cur = { filter: [], nat: [] };
     n = 0;
   };
-  for (const u of p.units) {
-    if (n > 0 && n + u.lines.length > maxLines) flush();
-    for (const l of u.lines) cur[u.table].push(l);
-    n += u.lines.length;
+  const units = p.units;
+  for (let i = 0; i < units.length; ) {
+    // A block: one unit, or every consecutive unit of the same group.
+    const u = units[i]!;
+    let j = i + 1;
+    let size = u.lines.length;
+    if (u.group !== undefined) {
+      while (j < units.length && units[j]!.group === u.group && units[j]!.phase === u.phase) size += units[j++]!.lines.length;
+    }
+    const max = u.phase === Phase.Endpoints ? endpointLines : maxLines;
+    if (n > 0 && Number.isFinite(max) && (u.phase !== phase || n + size > max)) flush();
+    phase = u.phase;
+    for (; i < j; i++) for (const l of units[i]!.lines) cur[units[i]!.table].push(l);
+    n += size;
   }
   flush();
   return out;
+}
+
+/** The payloads of planStages, in order (applied one after the other, they reach the desired state). */
+export function stagePayloads(p: Plan, maxLines = Infinity): string[] {
+  return planStages(p, maxLines).map((s) => s.payload);
 }
 
 /** Applies a plan to an in-memory model of the tables exactly as iptables-restore would (for tests and self-checks). */

@@ -8,13 +8,16 @@ import {
   emptyTables,
   fullTables,
   isServiceChain,
+  Phase,
   planLines,
+  planStages,
   planSync,
   serviceChains,
+  serviceGroups,
   sharedChains,
-  stagePayloads,
   TABLES,
   type Plan,
+  type Stage,
   type Tables,
 } from './sync-diff.js';
 import { looseKey, parseSave } from './sync-save.js';
@@ -52,12 +55,25 @@ export interface SyncResult {
 export interface SyncerConfig {
   tools: IptablesTools;
   /**
-   * Lines per iptables-restore. The nft backend pays O(n²) per restore, so a
-   * large change goes in stages; legacy rewrites the whole table per restore,
-   * so it gets one. Default: 5,000 on nft (20,000-line stages of jump rules
-   * cost tens of seconds each here), unlimited on legacy.
+   * Lines per iptables-restore of service chains and shared-chain edits. The
+   * nft backend pays for a restore twice: iptables-nft scans a sorted list of
+   * the chain names the restore mentions on every line (quadratic in the
+   * restore's size), and every commit walks every chain of the table in the
+   * kernel (linear in the table's size). 2,500 lines balances the two at
+   * 10,000 services (docs/benchmarks.md); legacy rewrites the whole table per
+   * restore, so it gets one (Infinity).
    */
   stageLines?: number;
+  /** Lines per restore of endpoint chains, sent in descending name order so the scan stays short (default 30,000). */
+  endpointStageLines?: number;
+  /**
+   * How many restores of the same phase (endpoint chains, or service chains)
+   * may run at once (nft only; they are independent of each other). Most of a
+   * restore is user-space work in iptables-nft, so a second process uses the
+   * second core; the kernel serializes the commits, and iptables-nft retries
+   * its transaction when another one landed first. Default 2.
+   */
+  concurrency?: number;
   log?: Logger;
   /** Replaces the kernel (unit tests): how to run a restore payload and read iptables-save. */
   kernel?: KernelIO;
@@ -82,6 +98,8 @@ export function jumpLine(j: JumpRule): string {
 export class IptablesSyncer {
   readonly tools: IptablesTools;
   private readonly stageLines: number;
+  private readonly endpointStageLines: number;
+  private readonly concurrency: number;
   private readonly log: Logger;
   /** What the kernel holds in our chains, as our own rule text; null when unknown. */
   private current: Tables | null = null;
@@ -98,7 +116,9 @@ export class IptablesSyncer {
       restore: (p) => restore(cfg.tools, p),
       read: (precise) => readKernel(cfg.tools, ['filter', 'nat'], precise),
     };
-    this.stageLines = cfg.stageLines ?? (cfg.tools.backend === 'nft' ? 5_000 : Infinity);
+    this.stageLines = cfg.stageLines ?? (cfg.tools.backend === 'nft' ? 2_500 : Infinity);
+    this.endpointStageLines = cfg.endpointStageLines ?? (Number.isFinite(this.stageLines) ? 30_000 : Infinity);
+    this.concurrency = Number.isFinite(this.stageLines) ? Math.max(1, cfg.concurrency ?? 2) : 1;
     this.log = cfg.log ?? rootLog.child({ component: 'iptables-sync', family: cfg.tools.family });
   }
 
@@ -131,7 +151,8 @@ export class IptablesSyncer {
         ...[...builtins].filter((b) => b.startsWith(t + '/')).map((b) => b.slice(t.length + 1)),
       ]);
       const kernel = this.reconcile(parsed, desired, opts.verify ?? this.last === null);
-      plan = planSync({ current: kernel, desired, key: looseKey });
+      const groups = serviceGroups(rs);
+      plan = planSync({ current: kernel, desired, key: looseKey, groupOf: (c) => groups.get(c) });
       jumpLines = missingJumps(rs.jumps, parsed);
     } else {
       const changed = opts.changed!;
@@ -158,24 +179,28 @@ export class IptablesSyncer {
         const r = cur.nat.get(n);
         if (r) current.nat.set(n, r);
       }
-      plan = planSync({ current, desired, chains: names });
+      const groups = new Map<string, number>();
+      let g = 0;
+      for (const k of changed) {
+        const s = byKeyNew.get(k);
+        if (s) for (const name of s.chains.keys()) groups.set(name, g);
+        g++;
+      }
+      plan = planSync({ current, desired, chains: names, groupOf: (c) => groups.get(c) });
     }
 
-    const payloads = stagePayloads(plan, this.stageLines);
-    if (jumpLines.length) payloads.push(`${jumpTables(rs.jumps, jumpLines)}`);
+    const stages = planStages(plan, this.stageLines, this.endpointStageLines);
+    if (jumpLines.length) stages.push({ payload: jumpTables(rs.jumps, jumpLines), phase: Phase.StaleDelete + 1, lines: jumpLines.length });
     let restores = 0;
     try {
-      for (const p of payloads) {
-        await this.kernel.restore(p);
-        restores++;
-      }
+      restores = await this.runStages(stages);
     } catch (e) {
       this.trusted = false;
       if (e instanceof RestoreError) {
         this.log.error('iptables-restore failed; the next sync will be full', {
           error: e.stderr,
           lines: e.context,
-          stage: `${restores + 1}/${payloads.length}`,
+          stages: stages.length,
         });
       }
       throw e;
@@ -209,6 +234,43 @@ export class IptablesSyncer {
       ms: performance.now() - t0,
     };
     return result;
+  }
+
+  /**
+   * Restores the stages in order; consecutive stages of service chains run up
+   * to `concurrency` at a time. On a failure, waits for the restores in flight
+   * and rethrows the first error. Returns the number of restores run.
+   */
+  private async runStages(stages: Stage[]): Promise<number> {
+    let done = 0;
+    for (let i = 0; i < stages.length; ) {
+      const parallel = (s: Stage | undefined): boolean => s?.phase === Phase.Endpoints || s?.phase === Phase.ServiceChains;
+      if (!parallel(stages[i]) || this.concurrency === 1) {
+        await this.kernel.restore(stages[i++]!.payload);
+        done++;
+        continue;
+      }
+      let j = i;
+      while (j < stages.length && stages[j]!.phase === stages[i]!.phase) j++;
+      const batch = stages.slice(i, j);
+      let next = 0;
+      let failed: unknown = null;
+      const worker = async (): Promise<void> => {
+        while (failed === null && next < batch.length) {
+          const st = batch[next++]!;
+          try {
+            await this.kernel.restore(st.payload);
+            done++;
+          } catch (e) {
+            failed ??= e;
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(this.concurrency, batch.length) }, worker));
+      if (failed !== null) throw failed;
+      i = j;
+    }
+    return done;
   }
 
   /**
