@@ -219,6 +219,23 @@ test('userspace mode in namespaces', async (t) => {
       assert.deepEqual(count(await client(pod2, 'greet', '10.96.0.10', '80', '10')), { be3: 10 });
     });
 
+    await t.test('an endpoint that never answers: each dial gives up after 250 ms and goes elsewhere (both data paths)', async () => {
+      for (const dataPath of ['handles', 'net'] as const) {
+        const d = await start({ scheduler: 'rr', dataPath });
+        // 10.0.1.99 is on the pod bridge but nobody has it: the SYN waits on ARP, which
+        // gives up only after about 3 s, so a fast answer means the dial timeout fired.
+        await d.sync([sp('default/web:http', '10.96.0.10', 80, ['10.0.1.99', BE[1]!])]);
+        const t0 = Date.now();
+        const lines = await client(pod1, 'greet', '10.96.0.10', '80', '4');
+        const took = Date.now() - t0;
+        assert.deepEqual(lines, ['be2', 'be2', 'be2', 'be2'], `${dataPath}: ${lines.join(',')}`);
+        // rr offers the dead endpoint to 2 of the 4 connections: 2 × 250 ms, far less than one ARP timeout each.
+        assert.ok(took >= 450 && took < 2500, `${dataPath}: took ${took} ms`);
+        const r = await d.call({ cmd: 'lb', key: 'default/web:http' });
+        for (const e of r.endpoints as { key: string; activeConns: number; inactiveConns: number }[]) assert.equal(e.activeConns + e.inactiveConns, 0, `${dataPath}: ${e.key}`);
+      }
+    });
+
     await t.test('an unknown scheduler is refused at start', async () => {
       if (driver) await driver.stop();
       driver = undefined;
