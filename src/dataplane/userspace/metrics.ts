@@ -11,6 +11,11 @@ export interface UserspaceMetrics {
   dialFailuresTotal: Counter<'service_port_name' | 'endpoint'>;
   /** The load balancers the gauge reads; a proxier adds and removes its own. */
   sources: Set<() => Iterable<LoadBalancer>>;
+  /**
+   * Called before connectionsTotal is read: the proxy counts connections in plain
+   * numbers on its hot path (a labelled inc() hashes its labels each time) and adds them here.
+   */
+  flushers: Set<() => void>;
 }
 
 const perRegistry = new WeakMap<Registry, UserspaceMetrics>();
@@ -19,8 +24,10 @@ export function userspaceMetrics(registry: Registry): UserspaceMetrics {
   const have = perRegistry.get(registry);
   if (have) return have;
   const sources = new Set<() => Iterable<LoadBalancer>>();
+  const flushers = new Set<() => void>();
   const m: UserspaceMetrics = {
     sources,
+    flushers,
     connections: new Gauge({
       name: 'kubeproxy_userspace_connections',
       help: 'Connections the userspace proxy holds open, per service port and endpoint; state is active (established) or inactive (half-closed TCP, UDP sessions), as IPVS counts them',
@@ -43,6 +50,9 @@ export function userspaceMetrics(registry: Registry): UserspaceMetrics {
       help: 'Connections (TCP) and sessions (UDP) accepted by the userspace proxy, by result: proxied, or rejected when no endpoint could take them',
       labelNames: ['service_port_name', 'protocol', 'result'],
       registers: [registry],
+      collect() {
+        for (const f of flushers) f();
+      },
     }),
     dialFailuresTotal: new Counter({
       name: 'kubeproxy_userspace_endpoint_dial_failures_total',

@@ -60,6 +60,16 @@ export interface SyncReport {
   errors: string[];
 }
 
+/** Connections counted per listener between scrapes. */
+interface Tally {
+  service: string;
+  protocol: 'TCP' | 'UDP';
+  proxied: number;
+  rejected: number;
+  /** Its listener is gone and its connections cut: dropped after the next flush. */
+  retired?: boolean;
+}
+
 interface PortState {
   sp: UsServicePort;
   lb: LoadBalancer;
@@ -68,6 +78,7 @@ interface PortState {
   error?: string;
   /** Endpoints that left, with the timer that will cut what is still open to them. */
   draining: Map<string, NodeJS.Timeout>;
+  tally?: Tally;
 }
 
 /** Checks scheduler name and flags as `run` must at start: an error that lists the valid ones. */
@@ -90,6 +101,9 @@ export class UserspaceProxier {
   private readonly log: Logger;
   private readonly metrics?: UserspaceMetrics;
   private readonly source = (): Iterable<LoadBalancer> => [...this.ports.values()].map((p) => p.lb);
+  /** One per listener ever opened; a handful per service, kept so no count is lost when a service goes. */
+  private readonly tallies = new Set<Tally>();
+  private readonly flush = (): void => this.flushCounts();
   private readonly iptables?: IptablesRunner;
   private jumpsEnsured = false;
   private readonly scheduler: string;
@@ -108,6 +122,7 @@ export class UserspaceProxier {
     if (opts.registry) {
       this.metrics = userspaceMetrics(opts.registry);
       this.metrics.sources.add(this.source);
+      this.metrics.flushers.add(this.flush);
     }
     if (opts.iptables) {
       this.iptables = opts.iptables === true ? systemIptables() : opts.iptables;
@@ -207,12 +222,28 @@ export class UserspaceProxier {
 
   private counters(st: PortState): ProxyCounters {
     const m = this.metrics;
-    const labels = { service_port_name: st.sp.key, protocol: st.sp.protocol };
+    if (!m) return { accepted: () => {}, rejected: () => {}, dialFailed: () => {} };
+    const tally: Tally = { service: st.sp.key, protocol: st.sp.protocol, proxied: 0, rejected: 0 };
+    this.tallies.add(tally);
+    st.tally = tally;
     return {
-      accepted: () => m?.connectionsTotal.inc({ ...labels, result: 'proxied' }),
-      rejected: () => m?.connectionsTotal.inc({ ...labels, result: 'rejected' }),
-      dialFailed: (endpoint) => m?.dialFailuresTotal.inc({ service_port_name: st.sp.key, endpoint }),
+      accepted: () => void tally.proxied++,
+      rejected: () => void tally.rejected++,
+      dialFailed: (endpoint) => m.dialFailuresTotal.inc({ service_port_name: st.sp.key, endpoint }),
     };
+  }
+
+  /** Adds the connections counted since the last scrape to the counter (its collect() calls this). */
+  private flushCounts(): void {
+    const m = this.metrics;
+    if (!m) return;
+    for (const t of this.tallies) {
+      if (t.proxied) m.connectionsTotal.inc({ service_port_name: t.service, protocol: t.protocol, result: 'proxied' }, t.proxied);
+      if (t.rejected) m.connectionsTotal.inc({ service_port_name: t.service, protocol: t.protocol, result: 'rejected' }, t.rejected);
+      t.proxied = 0;
+      t.rejected = 0;
+      if (t.retired) this.tallies.delete(t);
+    }
   }
 
   private candidatePorts(): number[] {
@@ -226,12 +257,13 @@ export class UserspaceProxier {
   private async openListener(st: PortState): Promise<void> {
     const what = `${st.sp.key} (${st.sp.protocol})`;
     const candidates = this.candidatePorts();
+    const counters = this.counters(st);
     let lastErr = '';
     for (const port of candidates) {
       const proxy =
         st.sp.protocol === 'TCP'
-          ? createTcpProxy(this.dataPath, st.lb, { dialTimeoutsMs: this.opts.dialTimeoutsMs ?? ENDPOINT_DIAL_TIMEOUTS_MS, dstIP: st.sp.clusterIP, counters: this.counters(st), log: this.log })
-          : new UdpPortProxy(st.lb, { idleTimeoutMs: this.opts.udpIdleTimeoutMs ?? 250, dstIP: st.sp.clusterIP, counters: this.counters(st), log: this.log });
+          ? createTcpProxy(this.dataPath, st.lb, { dialTimeoutsMs: this.opts.dialTimeoutsMs ?? ENDPOINT_DIAL_TIMEOUTS_MS, dstIP: st.sp.clusterIP, counters, log: this.log })
+          : new UdpPortProxy(st.lb, { idleTimeoutMs: this.opts.udpIdleTimeoutMs ?? 250, dstIP: st.sp.clusterIP, counters, log: this.log });
       try {
         st.proxyPort = await proxy.listen(this.listenIP, port);
         st.proxy = proxy;
@@ -267,6 +299,7 @@ export class UserspaceProxier {
       proxy,
       timer: setTimeout(() => {
         proxy.cutAll();
+        if (st.tally) st.tally.retired = true;
         this.retired.delete(entry);
       }, this.grace()),
     };
@@ -290,6 +323,8 @@ export class UserspaceProxier {
     }
     this.retired.clear();
     this.metrics?.sources.delete(this.source);
+    this.flushCounts();
+    this.metrics?.flushers.delete(this.flush);
     if (this.iptables && (opts.cleanupIptables ?? true)) await removePortals(this.iptables);
   }
 }
