@@ -42,26 +42,37 @@ function hasUDP(svc: Service | undefined): boolean {
   return !!svc && svc.ports.some((p) => p.protocol === 'UDP');
 }
 
-function sliceGroups(slices: EndpointSlice[]): Map<string, string> {
-  const by = new Map<string, EndpointSlice[]>();
-  for (const s of slices) {
-    const k = svcName(s.meta.namespace, s.serviceName);
-    let l = by.get(k);
-    if (!l) by.set(k, (l = []));
-    l.push(s);
-  }
-  const out = new Map<string, string>();
-  for (const [k, l] of by) {
-    l.sort((a, b) => (a.meta.name < b.meta.name ? -1 : a.meta.name > b.meta.name ? 1 : 0));
-    out.set(k, l.map(fingerprint).join('\n'));
-  }
-  return out;
+function sameObjects(a: readonly object[], b: readonly object[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+const byName = (a: EndpointSlice, b: EndpointSlice): number => (a.meta.name < b.meta.name ? -1 : a.meta.name > b.meta.name ? 1 : 0);
+
+/** What the tracker holds for one service (ns/name). */
+interface Entry {
+  /** The update that last saw it (entries not seen by the current one are gone). */
+  gen: number;
+  svc?: Service;
+  svcFp?: string;
+  /** Its EndpointSlices, sorted by name, and their fingerprint. */
+  slices: EndpointSlice[];
+  slicesFp: string;
+  /** Slices collected during the current update. */
+  next: EndpointSlice[];
+  nextGen: number;
 }
 
 export class ChangeTracker {
-  private services = new Map<string, Service>();
-  private svcFp = new Map<string, string>();
-  private epFp = new Map<string, string>();
+  /**
+   * Per service: sources hand over snapshots in which unchanged objects are
+   * the same objects, so an update compares identities and fingerprints only
+   * what was replaced: a change costs a pass over the snapshot, not a
+   * re-serialization of it.
+   */
+  private entries = new Map<string, Entry>();
+  private gen = 0;
   private nodeFp: string | undefined;
   private first = true;
   private pending: PendingChanges = ChangeTracker.empty();
@@ -78,51 +89,83 @@ export class ChangeTracker {
     return { changed: new Set(), full: false, serviceChanges: 0, endpointChanges: 0, since: new Map(), udp: false };
   }
 
+  private entry(k: string, gen: number): Entry {
+    let e = this.entries.get(k);
+    if (!e) this.entries.set(k, (e = { gen, slices: [], slicesFp: '', next: [], nextGen: 0 }));
+    e.gen = gen;
+    return e;
+  }
+
   /** Records a new snapshot; returns the number of services whose rules may change. */
   update(state: ClusterState): number {
     const t = this.now();
     const p = this.pending;
-    const touched = new Set<string>();
-    const svcChanged = new Set<string>();
-    const epChanged = new Set<string>();
+    const gen = ++this.gen;
+    /** Changed services (ns/name) → the Service before the change. */
+    const touched = new Map<string, Service | undefined>();
+    let svcChanges = 0;
+    let epChanges = 0;
 
-    const nextServices = new Map<string, Service>();
-    const nextSvcFp = new Map<string, string>();
+    const seenSvc = new Set<Entry>();
     for (const s of state.services) {
-      const k = svcName(s.meta.namespace, s.meta.name);
-      nextServices.set(k, s);
-      nextSvcFp.set(k, fingerprint(s));
+      const e = this.entry(svcName(s.meta.namespace, s.meta.name), gen);
+      seenSvc.add(e);
+      if (e.svc === s) continue;
+      const f = fingerprint(s);
+      if (f !== e.svcFp) {
+        touched.set(svcName(s.meta.namespace, s.meta.name), e.svc);
+        svcChanges++;
+      }
+      e.svc = s;
+      e.svcFp = f;
     }
-    for (const [k, f] of nextSvcFp) if (this.svcFp.get(k) !== f) svcChanged.add(k);
-    for (const k of this.svcFp.keys()) if (!nextSvcFp.has(k)) svcChanged.add(k);
-
-    const nextEp = sliceGroups(state.endpointSlices);
-    for (const [k, f] of nextEp) if (this.epFp.get(k) !== f) epChanged.add(k);
-    for (const k of this.epFp.keys()) if (!nextEp.has(k)) epChanged.add(k);
+    for (const s of state.endpointSlices) {
+      const e = this.entry(svcName(s.meta.namespace, s.serviceName), gen);
+      if (e.nextGen !== gen) {
+        e.next = [];
+        e.nextGen = gen;
+      }
+      e.next.push(s);
+    }
+    for (const [k, e] of this.entries) {
+      if (e.svc && !seenSvc.has(e)) {
+        // The Service is gone.
+        if (!touched.has(k)) touched.set(k, e.svc);
+        svcChanges++;
+        e.svc = undefined;
+        e.svcFp = undefined;
+      }
+      const next = e.nextGen === gen ? e.next : [];
+      e.next = [];
+      if (next.length > 1) next.sort(byName);
+      if (!sameObjects(e.slices, next)) {
+        const f = next.map(fingerprint).join('\n');
+        if (f !== e.slicesFp) {
+          if (!touched.has(k)) touched.set(k, e.svc);
+          epChanges++;
+        }
+        e.slices = next;
+        e.slicesFp = f;
+      }
+      if (e.gen !== gen || (!e.svc && !e.slices.length)) this.entries.delete(k);
+    }
 
     const node: Node | undefined = state.nodes.find((n) => n.meta.name === this.nodeName);
     const nodeFp = node ? JSON.stringify(node.meta.labels) : '';
     if (this.first || nodeFp !== this.nodeFp) p.full = true;
     this.first = false;
 
-    for (const k of svcChanged) touched.add(k);
-    for (const k of epChanged) touched.add(k);
-    for (const k of touched) {
-      const before = this.services.get(k);
-      const after = nextServices.get(k);
+    for (const [k, before] of touched) {
+      const after = this.entries.get(k)?.svc;
       for (const key of portKeys(before)) p.changed.add(key);
       for (const key of portKeys(after)) p.changed.add(key);
       if (hasUDP(before) || hasUDP(after)) p.udp = true;
       if (!p.since.has(k)) p.since.set(k, t);
     }
-    p.serviceChanges += svcChanged.size;
-    p.endpointChanges += epChanged.size;
-    this.serviceChangesTotal += svcChanged.size;
-    this.endpointChangesTotal += epChanged.size;
-
-    this.services = nextServices;
-    this.svcFp = nextSvcFp;
-    this.epFp = nextEp;
+    p.serviceChanges += svcChanges;
+    p.endpointChanges += epChanges;
+    this.serviceChangesTotal += svcChanges;
+    this.endpointChangesTotal += epChanges;
     this.nodeFp = nodeFp;
     return touched.size;
   }

@@ -180,6 +180,13 @@ test('change tracker: first state is full; later only the touched service ports,
   p = t.take();
   assert.deepEqual([...p.changed], ['ns0/svc0:http']);
 
+  // A service's slices deleted, then back in new but equal objects: changed both times.
+  const s4b = { ...s4, endpointSlices: s4.endpointSlices.filter((x) => x.serviceName !== 'svc2') };
+  t.update(s4b);
+  assert.deepEqual([...t.take().changed], ['ns2/svc2:http']);
+  t.update({ ...s4, endpointSlices: s4.endpointSlices.map((x) => structuredClone(x)) });
+  assert.deepEqual([...t.take().changed], ['ns2/svc2:http']);
+
   // This node's labels change: full.
   const s5 = { ...s4, nodes: [{ meta: { namespace: '', name: 'node-a', labels: { 'topology.kubernetes.io/zone': 'b' }, annotations: {}, deleting: false }, addresses: [], podCIDRs: [], taints: [] }] };
   t.update(s5);

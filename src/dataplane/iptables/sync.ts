@@ -3,7 +3,7 @@
 // difference (see sync-diff.ts). A full sync (the first, a periodic one, one
 // after a failure or a lost canary) re-reads the kernel with iptables-save,
 // so drift is repaired, and ensures the base jump rules.
-import type { IptablesRuleset, JumpRule, TableName } from './model.js';
+import type { IptablesRuleset, JumpRule, ServicePortRules, TableName } from './model.js';
 import {
   emptyTables,
   fullTables,
@@ -104,6 +104,10 @@ export class IptablesSyncer {
   /** What the kernel holds in our chains, as our own rule text; null when unknown. */
   private current: Tables | null = null;
   private last: IptablesRuleset | null = null;
+  private lastByKey = new Map<string, ServicePortRules>();
+  /** The non-service chains in `current`, and the rules `current` holds per table. */
+  private sharedNames: Record<TableName, Set<string>> = { filter: new Set(), nat: new Set() };
+  private ruleCounts: Record<TableName, number> = { filter: 0, nat: 0 };
   /** Our rule text → the kernel's re-serialization, learned on full syncs. */
   private savedForm = new Map<string, string>();
   /** False after a failed restore or a lost canary: `current` is then only what we last believed. */
@@ -143,6 +147,7 @@ export class IptablesSyncer {
     let plan: Plan;
     let desired: Tables;
     let jumpLines: string[] = [];
+    let byKeyNew: Map<string, ServicePortRules> | undefined;
     if (full) {
       desired = fullTables(rs);
       const builtins = new Set(rs.jumps.map((j) => `${j.table}/${j.chain}`));
@@ -157,18 +162,19 @@ export class IptablesSyncer {
     } else {
       const changed = opts.changed!;
       const cur = this.current!;
-      const byKeyOld = new Map(this.last!.services.map((s) => [s.key, s]));
-      const byKeyNew = new Map(rs.services.map((s) => [s.key, s]));
+      const byKeyOld = this.lastByKey;
+      const byKey = new Map(rs.services.map((s) => [s.key, s]));
+      byKeyNew = byKey;
       desired = sharedChains(rs);
       const oldOwned = serviceChains([...changed].map((k) => byKeyOld.get(k)));
-      const newOwned = serviceChains([...changed].map((k) => byKeyNew.get(k)));
+      const newOwned = serviceChains([...changed].map((k) => byKey.get(k)));
       for (const [n, r] of newOwned) desired.nat.set(n, r);
       const current = emptyTables();
       const names: Record<TableName, Set<string>> = { filter: new Set(), nat: new Set() };
       for (const t of TABLES) {
         for (const n of desired[t].keys()) names[t].add(n);
         // Shared chains that no longer exist in the render (e.g. a fixed chain dropped).
-        for (const n of cur[t].keys()) if (!n.startsWith('KUBE-SEP-') && !/^KUBE-(SVC|SVL|EXT|FW)-/.test(n)) names[t].add(n);
+        for (const n of this.sharedNames[t]) names[t].add(n);
         for (const n of names[t]) {
           const r = cur[t].get(n);
           if (r) current[t].set(n, r);
@@ -182,7 +188,7 @@ export class IptablesSyncer {
       const groups = new Map<string, number>();
       let g = 0;
       for (const k of changed) {
-        const s = byKeyNew.get(k);
+        const s = byKey.get(k);
         if (s) for (const name of s.chains.keys()) groups.set(name, g);
         g++;
       }
@@ -208,22 +214,41 @@ export class IptablesSyncer {
 
     // The kernel now holds `desired` in the chains we looked at.
     this.trusted = true;
+    const counts = this.ruleCounts;
     if (full || !this.current) {
       this.current = desired;
+      for (const t of TABLES) {
+        counts[t] = 0;
+        this.sharedNames[t] = new Set();
+        for (const [n, r] of desired[t]) {
+          counts[t] += r.length;
+          if (!isServiceChain(n)) this.sharedNames[t].add(n);
+        }
+      }
     } else {
+      // Bookkeeping in proportion to the change, not to the table.
       const cur = this.current;
-      for (const t of TABLES) for (const [n, r] of desired[t]) cur[t].set(n, r);
-      const byKeyNew = new Map(rs.services.map((s) => [s.key, s]));
-      const byKeyOld = new Map(this.last!.services.map((s) => [s.key, s]));
+      for (const t of TABLES) {
+        for (const [n, r] of desired[t]) {
+          counts[t] += r.length - (cur[t].get(n)?.length ?? 0);
+          cur[t].set(n, r);
+          if (!isServiceChain(n)) this.sharedNames[t].add(n);
+        }
+      }
       for (const k of opts.changed!) {
-        const o = byKeyOld.get(k);
-        const n = byKeyNew.get(k);
-        if (o) for (const name of o.chains.keys()) if (!n?.chains.has(name)) cur.nat.delete(name);
+        const o = this.lastByKey.get(k);
+        const n = byKeyNew!.get(k);
+        if (!o) continue;
+        for (const name of o.chains.keys()) {
+          if (n?.chains.has(name)) continue;
+          counts.nat -= cur.nat.get(name)?.length ?? 0;
+          cur.nat.delete(name);
+        }
       }
     }
     this.last = rs;
-    const rulesTotal = { filter: 0, nat: 0 };
-    for (const t of TABLES) for (const r of this.current![t].values()) rulesTotal[t] += r.length;
+    this.lastByKey = byKeyNew ?? new Map(rs.services.map((s) => [s.key, s]));
+    const rulesTotal = { ...counts };
     const result: SyncResult = {
       full,
       restores,
