@@ -265,7 +265,12 @@ export function renderIptables(state: ClusterState, opts: RenderOptions): Iptabl
   return pickFamilies(state, opts).map((f) => renderFamily(state, opts, f));
 }
 
-export function renderFamily(state: ClusterState, opts: RenderOptions, family: IPFamily): IptablesRuleset {
+/**
+ * `counts`, when given, receives each service's (ns/name) endpoint count as
+ * large-cluster mode counts them, so the sync loop can keep the total up to
+ * date per service without building the endpoints map a second time.
+ */
+export function renderFamily(state: ClusterState, opts: RenderOptions, family: IPFamily, counts?: Map<string, number>): IptablesRuleset {
   checkInterfaceName(opts.bridgeInterface, '--pod-bridge-interface');
   checkInterfaceName(opts.interfaceNamePrefix, '--pod-interface-name-prefix');
   const want = family === 'IPv4' ? 4 : 6;
@@ -286,7 +291,14 @@ export function renderFamily(state: ClusterState, opts: RenderOptions, family: I
   const svcPorts = buildServicePortMap(state.services, family);
   const epMap = buildEndpointsMap(state.endpointSlices, svcPorts, family, opts.nodeName);
   let endpointCount = 0;
-  for (const key of svcPorts.keys()) endpointCount += epMap.get(key)?.length ?? 0;
+  for (const [key, sp] of svcPorts) {
+    const n = epMap.get(key)?.length ?? 0;
+    endpointCount += n;
+    if (counts) {
+      const k = `${sp.namespace}/${sp.name}`;
+      counts.set(k, (counts.get(k) ?? 0) + n);
+    }
+  }
   const largeClusterMode = opts.largeClusterMode ?? endpointCount > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
 
   // Fixed chains, declared in upstream's order.

@@ -44,10 +44,10 @@ export class IncrementalRenderer {
   }
 
   full(state: ClusterState, opts: RenderOptions): IptablesRuleset {
-    this.counts = endpointCounts(state, this.family, opts.nodeName);
+    this.counts = new Map();
+    const rs = renderFamily(state, opts, this.family, this.counts);
     this.total = 0;
     for (const n of this.counts.values()) this.total += n;
-    const rs = renderFamily(state, opts, this.family);
     this.last = rs;
     return rs;
   }
