@@ -167,7 +167,10 @@ export function diffSeq(a: readonly string[], b: readonly string[], maxD = 4000)
 /** A group of lines for one table that must reach the kernel in the same restore. */
 export interface Unit {
   table: TableName;
-  lines: string[];
+  /** A chain to declare (create, or flush) before the lines: ":NAME - [0:0]". */
+  declare?: string;
+  /** Restore lines (shared with the ruleset: never modified). */
+  lines: readonly string[];
   /** When units must be applied: every unit of a phase before any of the next. */
   phase: Phase;
   /**
@@ -241,6 +244,12 @@ function decl(name: string): string {
   return `:${name} - [0:0]`;
 }
 
+/** The keys of a, then those of b that a lacks (no copy of either). */
+function* eitherKeys(a: Map<string, unknown>, b: Map<string, unknown>): Generator<string> {
+  yield* a.keys();
+  for (const k of b.keys()) if (!a.has(k)) yield k;
+}
+
 export function planSync(input: PlanInput): Plan {
   const { current, desired } = input;
   const key = input.key;
@@ -261,7 +270,7 @@ export function planSync(input: PlanInput): Plan {
   for (const t of TABLES) {
     const cur = current[t];
     const want = desired[t];
-    const names = input.chains ? new Set(input.chains[t]) : new Set([...cur.keys(), ...want.keys()]);
+    const names: Iterable<string> = input.chains ? new Set(input.chains[t]) : eitherKeys(want, cur);
     const newShared: string[] = [];
     const flush: string[] = [];
     const drop: string[] = [];
@@ -283,7 +292,7 @@ export function planSync(input: PlanInput): Plan {
         const r = rank(name);
         const g = r === 0 ? undefined : input.groupOf?.(name);
         const phase = r === 0 ? Phase.Endpoints : Phase.ServiceChains;
-        owned.push({ g: g ?? -1, r, name, unit: { table: t, lines: [decl(name), ...rules], phase, ...(g === undefined ? {} : { group: g }) } });
+        owned.push({ g: g ?? -1, r, name, unit: { table: t, declare: name, lines: rules, phase, ...(g === undefined ? {} : { group: g }) } });
         continue;
       }
       // A shared or fixed chain: edit it in place.
@@ -299,7 +308,7 @@ export function planSync(input: PlanInput): Plan {
       const kb = key ? rules.map(key) : rules;
       const e = diffSeq(ka, kb, input.maxEdits ?? 4000);
       if (!e) {
-        edits.push({ table: t, lines: [decl(name), ...rules], phase: Phase.Edits });
+        edits.push({ table: t, declare: name, lines: rules, phase: Phase.Edits });
         stats.rewritten++;
         continue;
       }
@@ -338,27 +347,53 @@ export function planSync(input: PlanInput): Plan {
   // linked list, scanned from the head on every line, so ascending names make
   // each restore quadratic in its size and descending ones linear. Then each
   // service's other chains together, by rank (a chain before those jumping to it).
-  owned.sort((a, b) => {
-    if (a.r === 0 || b.r === 0) return a.r - b.r || (a.name < b.name ? 1 : a.name > b.name ? -1 : 0);
-    return a.g - b.g || a.r - b.r || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
-  });
+  const byName = (a: { name: string }, b: { name: string }): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+  const endpoints = owned.filter((o) => o.r === 0).sort((a, b) => byName(b, a));
+  const rest = owned.filter((o) => o.r !== 0).sort((a, b) => a.g - b.g || a.r - b.r || byName(a, b));
   return {
-    units: [...declare, ...owned.map((o) => o.unit), ...edits, ...staleFlush, ...staleDelete],
+    units: [...declare, ...endpoints.map((o) => o.unit), ...rest.map((o) => o.unit), ...edits, ...staleFlush, ...staleDelete],
     stats,
   };
 }
 
 export function planLines(p: Plan): number {
   let n = 0;
-  for (const u of p.units) n += u.lines.length;
+  for (const u of p.units) n += unitLines(u);
   return n;
+}
+
+function unitLines(u: Unit): number {
+  return u.lines.length + (u.declare === undefined ? 0 : 1);
 }
 
 /** One iptables-restore run. */
 export interface Stage {
-  payload: string;
+  /** The restore input (built on first use, so that building later stages overlaps earlier restores). */
+  readonly payload: string;
   phase: Phase;
   lines: number;
+}
+
+function stage(units: readonly Unit[], phase: Phase, lines: number): Stage {
+  let text: string | undefined;
+  return {
+    phase,
+    lines,
+    get payload(): string {
+      if (text !== undefined) return text;
+      let s = '';
+      for (const t of TABLES) {
+        const out: string[] = [];
+        for (const u of units) {
+          if (u.table !== t) continue;
+          if (u.declare !== undefined) out.push(decl(u.declare));
+          for (const l of u.lines) out.push(l);
+        }
+        if (out.length) s += `*${t}\n${out.join('\n')}\nCOMMIT\n`;
+      }
+      return (text = s);
+    },
+  };
 }
 
 /**
@@ -372,18 +407,13 @@ export interface Stage {
 export function planStages(p: Plan, maxLines = Infinity, endpointLines = maxLines): Stage[] {
   if (planLines(p) <= maxLines) maxLines = endpointLines = Infinity;
   const out: Stage[] = [];
-  let cur: Record<TableName, string[]> = { filter: [], nat: [] };
+  let cur: Unit[] = [];
   let n = 0;
   let phase = Phase.Declare;
   const flush = (): void => {
     if (n === 0) return;
-    let s = '';
-    for (const t of TABLES) {
-      if (!cur[t].length) continue;
-      s += `*${t}\n${cur[t].join('\n')}\nCOMMIT\n`;
-    }
-    out.push({ payload: s, phase, lines: n });
-    cur = { filter: [], nat: [] };
+    out.push(stage(cur, phase, n));
+    cur = [];
     n = 0;
   };
   const units = p.units;
@@ -391,14 +421,14 @@ export function planStages(p: Plan, maxLines = Infinity, endpointLines = maxLine
     // A block: one unit, or every consecutive unit of the same group.
     const u = units[i]!;
     let j = i + 1;
-    let size = u.lines.length;
+    let size = unitLines(u);
     if (u.group !== undefined) {
-      while (j < units.length && units[j]!.group === u.group && units[j]!.phase === u.phase) size += units[j++]!.lines.length;
+      while (j < units.length && units[j]!.group === u.group && units[j]!.phase === u.phase) size += unitLines(units[j++]!);
     }
     const max = u.phase === Phase.Endpoints ? endpointLines : maxLines;
     if (n > 0 && Number.isFinite(max) && (u.phase !== phase || n + size > max)) flush();
     phase = u.phase;
-    for (; i < j; i++) for (const l of units[i]!.lines) cur[units[i]!.table].push(l);
+    for (; i < j; i++) cur.push(units[i]!);
     n += size;
   }
   flush();
