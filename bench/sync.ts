@@ -4,7 +4,8 @@
 //   - one endpoint added/removed: change → kernel latency, kproxy's diff vs
 //     upstream's partial sync (KUBE-SERVICES and the filter table rewritten)
 // on the nft backend and on legacy. Options: --services=N --endpoints=M
-// --changes=K --upstream-full=1000,2000 --skip-legacy --stage=LINES.
+// --changes=K --upstream-full=1000,2000 --skip-legacy --stage=LINES
+// --concurrency=N.
 import type { ClusterState, EndpointSlice, Service } from '../src/k8s/types.js';
 import type { IptablesRuleset } from '../src/dataplane/iptables/model.js';
 import { renderFamily, type RenderOptions } from '../src/dataplane/iptables/render.js';
@@ -181,7 +182,7 @@ function upstreamChanges(tools: IptablesTools, state: ClusterState, endpoints: n
   );
 }
 
-async function backendRun(backend: BackendName, services: number, endpoints: number, changes: number, stage: number | undefined, out: string[]): Promise<void> {
+async function backendRun(backend: BackendName, services: number, endpoints: number, changes: number, stage: number | undefined, concurrency: number | undefined, out: string[]): Promise<void> {
   await withNetns(async (wrap) => {
     const tools = await iptablesTools('IPv4', backend, wrap);
     const state = syntheticState(services, endpoints);
@@ -189,7 +190,7 @@ async function backendRun(backend: BackendName, services: number, endpoints: num
     const renderer = new IncrementalRenderer('IPv4');
     const rs = renderer.full(state, benchRenderOptions);
     const renderMs = performance.now() - r0;
-    const syncer = new IptablesSyncer({ tools, ...(stage && backend === 'nft' ? { stageLines: stage } : {}) });
+    const syncer = new IptablesSyncer({ tools, ...(stage && backend === 'nft' ? { stageLines: stage } : {}), ...(concurrency ? { concurrency } : {}) });
     const s0 = performance.now();
     const res = await syncer.sync(rs, { full: true });
     const firstMs = performance.now() - s0;
@@ -210,6 +211,10 @@ async function backendRun(backend: BackendName, services: number, endpoints: num
     const svcChain = [...svc.chains].find(([n]) => n.startsWith('KUBE-SVC-'));
     const probes: Record<string, string> = {
       'empty restore': '*nat\nCOMMIT\n',
+      // Adding any rule makes the kernel re-validate every chain reachable from the base chains.
+      'add one rule to a chain nothing jumps to (+ delete it)':
+        '*nat\n:KUBE-SEP-PROBEPROBEPROBE1 - [0:0]\n-A KUBE-SEP-PROBEPROBEPROBE1 -m tcp -p tcp -j DNAT --to-destination 192.0.2.1:80\nCOMMIT\n*nat\n:KUBE-SEP-PROBEPROBEPROBE1 - [0:0]\n-X KUBE-SEP-PROBEPROBEPROBE1\nCOMMIT\n',
+      'create + delete an empty chain': '*nat\n:KUBE-SEP-PROBEPROBEPROBE2 - [0:0]\nCOMMIT\n*nat\n-X KUBE-SEP-PROBEPROBEPROBE2\nCOMMIT\n',
       'rewrite one KUBE-SVC chain': svcChain ? `*nat\n:${svcChain[0]} - [0:0]\n${svcChain[1].join('\n')}\nCOMMIT\n` : '*nat\nCOMMIT\n',
       'add + delete one KUBE-SERVICES rule': '*nat\n-A KUBE-SERVICES -d 192.0.2.1/32 -j RETURN\nCOMMIT\n*nat\n-D KUBE-SERVICES -d 192.0.2.1/32 -j RETURN\nCOMMIT\n',
     };
@@ -265,13 +270,14 @@ export async function run(args: string[]): Promise<void> {
   const services = Number(arg(args, 'services', '10000'));
   const endpoints = Number(arg(args, 'endpoints', '10'));
   const changes = Number(arg(args, 'changes', '50'));
-  const stage = args.some((a) => a.startsWith('--stage=')) ? Number(arg(args, 'stage', '20000')) : undefined;
+  const stage = args.some((a) => a.startsWith('--stage=')) ? Number(arg(args, 'stage', '2500')) : undefined;
+  const concurrency = args.some((a) => a.startsWith('--concurrency=')) ? Number(arg(args, 'concurrency', '2')) : undefined;
   const upFull = arg(args, 'upstream-full', '1000,2000').split(',').filter(Boolean).map(Number);
   const out: string[] = ['| backend | what | time | notes |', '|---|---|---|---|'];
   process.stdout.write(out.join('\n') + '\n');
-  await backendRun('nft', services, endpoints, changes, stage, out);
+  await backendRun('nft', services, endpoints, changes, stage, concurrency, out);
   for (const n of upFull) await upstreamFull('nft', n, endpoints, out);
   if (!args.includes('--skip-legacy')) {
-    await backendRun('legacy', services, endpoints, Math.min(changes, 20), undefined, out);
+    await backendRun('legacy', services, endpoints, Math.min(changes, 20), undefined, undefined, out);
   }
 }
