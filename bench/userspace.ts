@@ -5,7 +5,8 @@
 // (wrk, Connection: close), bulk TCP throughput (iperf3) and latency at about
 // 1,000 requests/s (wrk --latency, 12 connections each pausing 10 ms between
 // requests), with a new connection per request and over keep-alive.
-// Options: --seconds=N (default 5), --rounds=N (default 2, the best round counts).
+// Options: --seconds=N (default 5), --rounds=N (default 2, the best round counts),
+// --datapath=handles|net (kproxy's TCP data path; default: its own default, handles).
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -94,6 +95,7 @@ export async function run(args: string[]): Promise<void> {
   if (!isRoot()) throw new Error('bench userspace needs root (it creates network namespaces)');
   const seconds = opt(args, 'seconds', 5);
   const rounds = opt(args, 'rounds', 2);
+  const dataPath = args.find((a) => a.startsWith('--datapath='))?.split('=')[1];
   const topo = new Topology();
   const dir = mkdtempSync(join(tmpdir(), 'kp-bench-'));
   try {
@@ -147,10 +149,12 @@ export async function run(args: string[]): Promise<void> {
       await node.exec('iptables', ['-t', 'nat', '-A', 'PREROUTING', '-d', `${VIP_DNAT}/32`, '-p', 'tcp', '--dport', String(port), '-j', 'DNAT', '--to-destination', `${BACKEND}:${to}`]);
     }
     // kproxy userspace, through its portals.
-    const driver = topo.track(node.spawnNode(here('../test/kernel/userspace-driver.js'), [JSON.stringify({ hostIP: NODE, iptables: true, scheduler: 'rr' })], { stdio: ['pipe', 'pipe', 'pipe'] }));
+    const driver = topo.track(node.spawnNode(here('../test/kernel/userspace-driver.js'), [JSON.stringify({ hostIP: NODE, iptables: true, scheduler: 'rr', ...(dataPath ? { dataPath } : {}) })], { stdio: ['pipe', 'pipe', 'pipe'] }));
     const lines = createInterface({ input: driver.stdout! })[Symbol.asyncIterator]();
     const answer = async (): Promise<Record<string, unknown>> => JSON.parse(String((await lines.next()).value)) as Record<string, unknown>;
-    if (!(await answer()).ready) throw new Error('kproxy userspace driver did not start');
+    const hello = await answer();
+    if (!hello.ready) throw new Error(`kproxy userspace driver did not start: ${String(hello.error)}`);
+    process.stdout.write(`kproxy TCP data path: ${String(hello.dataPath)}\n`);
     const svc = (key: string, port: number, to: number): UsServicePort => ({
       key, protocol: 'TCP', clusterIP: VIP_KPROXY, port, nodePort: 0, externalIPs: [], loadBalancerIPs: [],
       sessionAffinity: 'None', stickyMaxAgeSeconds: 10800, endpoints: [{ ip: BACKEND, port: to, weight: 1 }],

@@ -16,7 +16,7 @@ try {
   process.stdout.write(JSON.stringify({ ok: false, error: (e as Error).message }) + '\n');
   process.exit(2);
 }
-process.stdout.write(JSON.stringify({ ok: true, ready: true }) + '\n');
+process.stdout.write(JSON.stringify({ ok: true, ready: true, dataPath: proxier.dataPath }) + '\n');
 const rl = createInterface({ input: process.stdin });
 for await (const line of rl) {
   if (!line.trim()) continue;
