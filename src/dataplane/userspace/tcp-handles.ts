@@ -109,6 +109,8 @@ export class HandleTcpPortProxy implements TcpPortProxy {
   readonly dataPath = 'handles';
   private server: TcpHandle | undefined;
   private readonly conns = new Set<HandleConn>();
+  /** Accepted, still looking for an endpoint. */
+  private readonly dialing = new Set<HandleConn>();
   private closed = false;
   private readonly clock: DialClock;
   private spareWrite: WriteReq | undefined;
@@ -189,6 +191,15 @@ export class HandleTcpPortProxy implements TcpPortProxy {
 
   cutAll(): void {
     for (const c of this.conns) this.finish(c, false);
+    // Dials in flight too: their deadlines are on an unref'd timer, and a dial to an
+    // endpoint that never answers would otherwise hold the process for the kernel's timeout.
+    for (const c of this.dialing) {
+      c.state = St.Gone;
+      c.backend?.close();
+      c.backend = undefined;
+      closeSide(c.client, true);
+    }
+    this.dialing.clear();
   }
 
   private newWriteReq(): WriteReq {
@@ -202,6 +213,7 @@ export class HandleTcpPortProxy implements TcpPortProxy {
   private accept(client: TcpHandle): void {
     const conn = new HandleConn(this, client);
     client.owner = conn;
+    this.dialing.add(conn);
     if (this.lb.needsClientAddress) {
       const peer: Record<string, unknown> = {};
       if (client.getpeername(peer) === 0) {
@@ -266,7 +278,8 @@ export class HandleTcpPortProxy implements TcpPortProxy {
     this.opts.log.info('no endpoint could take the connection; resetting it', { service: this.lb.key, client: `${String(peer.address)}:${String(peer.port)}` });
     conn.state = St.Gone;
     conn.backend = undefined;
-    if (conn.client.reset() !== 0) conn.client.close();
+    this.dialing.delete(conn);
+    closeSide(conn.client, true);
   }
 
   private splice(conn: HandleConn): void {
@@ -274,6 +287,7 @@ export class HandleTcpPortProxy implements TcpPortProxy {
     const backend = conn.backend!;
     conn.state = St.Active;
     conn.endpoint!.activeConns++;
+    this.dialing.delete(conn);
     this.conns.add(conn);
     this.opts.counters.accepted();
     client.setNoDelay(true);
