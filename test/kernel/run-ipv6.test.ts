@@ -5,6 +5,7 @@
 // Service with an IPv4 and an IPv6 EndpointSlice. The v4 slice names pod-1 and
 // the v6 slice pod-2, so an answer tells which family's rules served it.
 // pod-3 runs a server too but is never an endpoint: it is the in-cluster client.
+// A single-stack IPv6 UDP service (dns6) checks the IPv6 conntrack cleanup.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -173,7 +174,6 @@ test('kproxy run --manifests programs IPv6 next to IPv4 on a dual-stack node', {
     await node.sysctl('net.ipv6.conf.all.forwarding', '1');
     await node.sysctl('net.bridge.bridge-nf-call-iptables', '1');
     await node.sysctl('net.bridge.bridge-nf-call-ip6tables', '1');
-    await node.sysctl('net.ipv4.conf.all.route_localnet', '1');
     const pods: Record<string, Netns> = {};
     for (const [i, p] of PODS.entries()) {
       const ns = await topo.netns(p.name);
@@ -326,6 +326,8 @@ test('kproxy run --manifests programs IPv6 next to IPv4 on a dual-stack node', {
       // holds the socket, so TCP keeps it as a soft error (TcpExtLockDroppedIcmps in the
       // pod counts one per connection). The same rules upstream writes behave alike.
       assert.ok(v6[0]!.ms < 2500, `refused after at most one retransmission (${v6[0]!.ms} ms)`);
+      // The node would refuse an unclaimed port by itself: check the rule too.
+      assert.match(await save('ip6tables-save', 'filter'), /^-A KUBE-EXTERNAL-SERVICES .*--dport 30080 .*-j REJECT/m);
       const np = await get(client, url6(NODE_IP6, NODE_PORT), 1, 3000);
       assert.equal(np[0]!.ok, false, JSON.stringify(np));
       assert.match(np[0]!.error!, /ECONNREFUSED/);
