@@ -222,6 +222,18 @@ both('an abort is passed on as an abort: backend RST → client ECONNRESET, clie
   }
 });
 
+both('IPv6: a listener on ::1 proxies to an IPv6 endpoint', async () => {
+  const b = await startBackend('v6', '::1');
+  try {
+    await withProxy({ listenIP: '::1' }, async (p) => {
+      await p.sync([{ ...svc('default/v6', []), clusterIP: 'fd00::10', endpoints: [{ ip: '::1', port: b.port, weight: 1 }] }]);
+      assert.equal(await greet('::1', portOf(p, 'default/v6')), 'v6');
+    });
+  } finally {
+    await b.close();
+  }
+});
+
 both('lc sends new connections away from the server holding long ones', async () => {
   const bs = await backends(2);
   const held: Socket[] = [];
