@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { renderIptables } from '../../src/dataplane/iptables/render.js';
 import { restorePayload } from '../../src/dataplane/iptables/payload.js';
-import { undeclaredJumpTargets } from '../../src/dataplane/iptables/sync-backend.js';
+import { undeclaredJumpTargets } from '../../src/dataplane/iptables/sync.js';
 import { ep, fakeProxierOptions, makeService, makeSlice, state, tcpPort } from './iptables-helpers.js';
 
 const st = state(

@@ -269,6 +269,22 @@ test('IptablesSyncer: endpoint and service-chain stages run concurrently, nothin
   assert.ok(!k2.tables.nat.get('KUBE-SERVICES')?.length, 'no service made reachable after the failure');
 });
 
+test('IptablesSyncer: a jump target the ruleset does not declare is created when missing, never flushed when present', async () => {
+  const rs = ruleset([svc('a', 1)]);
+  rs.jumps.push({ table: 'filter', chain: 'INPUT', args: ['-m', 'comment', '--comment', 'kubernetes firewall', '-j', 'KUBE-FIREWALL'] });
+  const k = new FakeKernel();
+  const r = await new IptablesSyncer({ tools, kernel: k }).sync(rs, { full: true });
+  assert.equal(r.jumpsInserted, 2);
+  assert.deepEqual(k.tables.filter.get('KUBE-FIREWALL'), []);
+  assert.equal(k.tables.filter.get('INPUT')!.length, 1);
+  // kubelet's chain, with its rule: kept as it is.
+  const k2 = new FakeKernel();
+  k2.tables.filter.set('KUBE-FIREWALL', ['-A KUBE-FIREWALL -j DROP']);
+  await new IptablesSyncer({ tools, kernel: k2 }).sync(rs, { full: true });
+  assert.deepEqual(k2.tables.filter.get('KUBE-FIREWALL'), ['-A KUBE-FIREWALL -j DROP']);
+  assert.doesNotMatch(k2.restores.join('\n'), /^:KUBE-FIREWALL/m);
+});
+
 test('IptablesSyncer: partial syncs edit only what changed and match a full load', async () => {
   const k = new FakeKernel();
   const syncer = new IptablesSyncer({ tools, kernel: k });

@@ -9,8 +9,7 @@ import type { BackendOptions, FamilySyncReport, ProxyBackend } from '../backend.
 import type { PendingChanges } from '../../proxy/change-tracker.js';
 import type { RenderOptions } from './render.js';
 import { detectConntrackTCPBeLiberal, detectRandomFully } from './detect.js';
-import { iptables, iptablesTools, type IptablesTools } from './apply.js';
-import type { IptablesRuleset, TableName } from './model.js';
+import { iptablesTools, type IptablesTools } from './apply.js';
 import { IptablesSyncer, type SyncResult } from './sync.js';
 import { IncrementalRenderer } from './sync-render.js';
 import { Canary } from './canary.js';
@@ -18,34 +17,6 @@ import { cleanupIptables } from './cleanup.js';
 import { cleanStaleUdp } from '../conntrack.js';
 import { exec } from '../../util/exec.js';
 import { sinceInSeconds } from '../../server/metrics.js';
-
-/**
- * The chains the base jump rules target that the ruleset itself does not
- * declare. Upstream runs EnsureChain before each jump's EnsureRule; here the
- * syncer inserts missing jumps with `-I CHAIN 1 -j TARGET` after the payload,
- * which fails when TARGET exists nowhere. KUBE-FIREWALL is the case: only IPv4
- * with localhost NodePorts writes it, so IPv6 (and IPv4 without them) relied
- * on kubelet having created it, and every sync failed on a node without it.
- */
-export function undeclaredJumpTargets(rs: IptablesRuleset): { table: TableName; chain: string }[] {
-  const out: { table: TableName; chain: string }[] = [];
-  const seen = new Set<string>();
-  for (const j of rs.jumps) {
-    const i = j.args.lastIndexOf('-j');
-    const chain = i >= 0 ? j.args[i + 1] : undefined;
-    if (!chain || rs.fixed[j.table].has(chain) || seen.has(`${j.table}/${chain}`)) continue;
-    seen.add(`${j.table}/${chain}`);
-    out.push({ table: j.table, chain });
-  }
-  return out;
-}
-
-async function ensureChains(tools: IptablesTools, chains: { table: TableName; chain: string }[]): Promise<void> {
-  for (const { table, chain } of chains) {
-    const r = await iptables(tools, ['-t', table, '-N', chain], true);
-    if (r.code !== 0 && !/exists/i.test(r.stderr)) throw new Error(`cannot create ${chain} in ${table}: ${r.stderr.trim()}`);
-  }
-}
 
 /** Addresses on this host's interfaces (for --nodeport-addresses matching). */
 export async function hostAddresses(): Promise<string[]> {
@@ -136,7 +107,6 @@ export class IptablesBackend implements ProxyBackend {
       if (isFull) await fam.canary.ensure().catch(() => {});
       let res: SyncResult;
       try {
-        if (isFull) await ensureChains(fam.tools, undeclaredJumpTargets(rs));
         res = await fam.syncer.sync(rs, { full: isFull, changed: changes.changed });
       } catch (e) {
         m.iptablesRestoreFailuresTotal.inc({ ip_family: f });

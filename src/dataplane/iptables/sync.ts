@@ -147,6 +147,7 @@ export class IptablesSyncer {
     let plan: Plan;
     let desired: Tables;
     let jumpLines: string[] = [];
+    let targetsCreated = 0;
     let byKeyNew: Map<string, ServicePortRules> | undefined;
     if (full) {
       desired = fullTables(rs);
@@ -158,7 +159,9 @@ export class IptablesSyncer {
       const kernel = this.reconcile(parsed, desired, opts.verify ?? this.last === null);
       const groups = serviceGroups(rs);
       plan = planSync({ current: kernel, desired, key: looseKey, groupOf: (c) => groups.get(c) });
-      jumpLines = missingJumps(rs.jumps, parsed);
+      const targets = missingTargets(rs, parsed);
+      targetsCreated = targets.length;
+      jumpLines = [...targets, ...missingJumps(rs.jumps, parsed)];
     } else {
       const changed = opts.changed!;
       const cur = this.current!;
@@ -255,7 +258,7 @@ export class IptablesSyncer {
       lines: planLines(plan) + jumpLines.length,
       stats: plan.stats,
       rulesTotal,
-      jumpsInserted: jumpLines.length,
+      jumpsInserted: jumpLines.length - targetsCreated,
       ms: performance.now() - t0,
     };
     return result;
@@ -353,6 +356,35 @@ function sameRules(a: string[] | undefined, b: string[]): boolean {
   if (!a || a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/**
+ * The chains the base jump rules target that the ruleset itself does not
+ * declare. Only IPv4 with localhost NodePorts writes KUBE-FIREWALL; elsewhere
+ * (IPv6 above all) the INPUT/OUTPUT jumps to it rely on the chain existing.
+ */
+export function undeclaredJumpTargets(rs: IptablesRuleset): { table: TableName; chain: string }[] {
+  const out: { table: TableName; chain: string }[] = [];
+  const seen = new Set<string>();
+  for (const j of rs.jumps) {
+    const i = j.args.lastIndexOf('-j');
+    const chain = i >= 0 ? j.args[i + 1] : undefined;
+    if (!chain || rs.fixed[j.table].has(chain) || seen.has(`${j.table}/${chain}`)) continue;
+    seen.add(`${j.table}/${chain}`);
+    out.push({ table: j.table, chain });
+  }
+  return out;
+}
+
+/**
+ * Declarations for the undeclared jump targets the kernel lacks (upstream's
+ * EnsureChain before each jump). Only missing ones: a declaration flushes a
+ * chain that exists, and KUBE-FIREWALL may hold kubelet's rules.
+ */
+function missingTargets(rs: IptablesRuleset, parsed: ReturnType<typeof parseSave>): string[] {
+  return undeclaredJumpTargets(rs)
+    .filter(({ table, chain }) => !parsed[table]?.chains.has(chain))
+    .map(({ table, chain }) => `${table}\u0000:${chain} - [0:0]`);
 }
 
 /** The base jump rules the kernel lacks, as `-I CHAIN 1 …` lines in upstream's EnsureRule order. */
