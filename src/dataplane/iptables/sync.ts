@@ -122,7 +122,8 @@ export class IptablesSyncer {
     };
     this.stageLines = cfg.stageLines ?? (cfg.tools.backend === 'nft' ? 2_500 : Infinity);
     this.endpointStageLines = cfg.endpointStageLines ?? (Number.isFinite(this.stageLines) ? 30_000 : Infinity);
-    this.concurrency = Number.isFinite(this.stageLines) ? Math.max(1, cfg.concurrency ?? 2) : 1;
+    // Legacy restores take the xtables lock and rewrite the whole table: never two at once.
+    this.concurrency = cfg.tools.backend === 'nft' && Number.isFinite(this.stageLines) ? Math.max(1, cfg.concurrency ?? 2) : 1;
     this.log = cfg.log ?? rootLog.child({ component: 'iptables-sync', family: cfg.tools.family });
   }
 
