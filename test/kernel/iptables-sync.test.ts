@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { Topology, runPrefix } from '../../src/lab/netns.js';
 import { IncrementalRenderer } from '../../src/dataplane/iptables/sync-render.js';
 import { IptablesSyncer } from '../../src/dataplane/iptables/sync.js';
-import { iptablesTools, save, type BackendName, type IptablesTools } from '../../src/dataplane/iptables/apply.js';
+import { iptablesTools, restore, save, type BackendName, type IptablesTools } from '../../src/dataplane/iptables/apply.js';
+import { readKernel } from '../../src/dataplane/iptables/sync-read.js';
 import { restorePayload } from '../../src/dataplane/iptables/payload.js';
 import { canonical } from '../../src/dataplane/iptables/sync-save.js';
 import { ChangeTracker } from '../../src/proxy/change-tracker.js';
@@ -100,3 +101,47 @@ for (const backend of ['nft', 'legacy'] as BackendName[]) {
     }
   });
 }
+
+test('iptables sync (nft): a restore failing among concurrent stages leaves no service half-built or reachable, and the next sync completes', { timeout: 120_000 }, async () => {
+  const topo = new Topology(runPrefix('kf'));
+  try {
+    const node = await topo.netns('node');
+    const tools = await iptablesTools('IPv4', 'nft', ['ip', 'netns', 'exec', node.name]);
+    // Someone else's rule, which must survive everything.
+    await restore(tools, '*nat\n:SOMEONE-ELSE - [0:0]\n-A SOMEONE-ELSE -j RETURN\nCOMMIT\n');
+    const rs = new IncrementalRenderer('IPv4').full(syntheticCluster(120), opts);
+    const victim = [...rs.services[70]!.chains.keys()].find((c) => c.startsWith('KUBE-SVC-'))!;
+    let failed = 0;
+    const kernel = {
+      restore: async (p: string): Promise<void> => {
+        // One stage of service chains gets a line iptables-nft rejects: that restore applies nothing.
+        if (p.includes(`:${victim} `)) {
+          failed++;
+          return restore(tools, p.replace(/\nCOMMIT\n/, '\n-A KUBE-NO-SUCH-CHAIN -j ACCEPT\nCOMMIT\n'));
+        }
+        return restore(tools, p);
+      },
+      read: (precise: (t: string) => string[]) => readKernel(tools, ['filter', 'nat'], precise),
+    };
+    const syncer = new IptablesSyncer({ tools, stageLines: 60, endpointStageLines: 150, concurrency: 3, kernel });
+    await assert.rejects(syncer.sync(rs, { full: true }), /KUBE-NO-SUCH-CHAIN|No chain|does not exist/i);
+    assert.equal(failed, 1);
+    assert.equal(syncer.needsFull, true);
+    const after = canonical(await save(tools), ['nat']);
+    assert.doesNotMatch(after, new RegExp(`^:${victim} `, 'm'), 'the failed stage applied nothing');
+    assert.doesNotMatch(after, /^-A KUBE-SERVICES /m, 'no service reachable: the KUBE-SERVICES rules come after every service chain');
+    assert.match(after, /^-A SOMEONE-ELSE -j RETURN$/m);
+
+    // The next (full) sync, with a working kernel, completes and matches one restore of everything.
+    const good = new IptablesSyncer({ tools, stageLines: 60, endpointStageLines: 150, concurrency: 3 });
+    await good.sync(rs, { full: true });
+    const ref = await topo.netns('ref');
+    const refTools = await iptablesTools('IPv4', 'nft', ['ip', 'netns', 'exec', ref.name]);
+    await exec('ip', ['netns', 'exec', ref.name, refTools.restore, '-w', '5'], { input: restorePayload(rs) });
+    const mine = (await tables(tools)).ours.split('\n').filter((l) => !l.includes('SOMEONE-ELSE')).join('\n');
+    assert.equal(mine, (await tables(refTools)).ours);
+    assert.match(canonical(await save(tools), ['nat']), /^-A SOMEONE-ELSE -j RETURN$/m);
+  } finally {
+    await topo.destroy();
+  }
+});
