@@ -453,7 +453,11 @@ export interface LabProbeResult {
 
 /** Sends `count` requests from a lab namespace (node, pod or client) to a URL, each on a new connection. */
 export async function probeFrom(state: LabState, from: string, url: string, count: number, timeoutMs = 2000): Promise<LabProbeResult[]> {
-  const ns = resolveTarget(state, from);
+  return probeNetns(resolveTarget(state, from), url, count, timeoutMs);
+}
+
+/** The same from any network namespace: one result per request, failures included. */
+export async function probeNetns(ns: string, url: string, count: number, timeoutMs = 2000): Promise<LabProbeResult[]> {
   const r = await exec('ip', ['netns', 'exec', ns, process.execPath, probeScript, url, '--count', String(count), '--timeout', String(timeoutMs)], {
     allowFail: true,
     timeoutMs: count * (timeoutMs + 1000) + 10_000,

@@ -10,7 +10,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Topology, runPrefix, waitFor, type Netns } from '../../src/lab/netns.js';
-import { kproxyMain, podServerScript, probeScript } from '../../src/lab/cluster.js';
+import { kproxyMain, probeScript } from '../../src/lab/cluster.js';
+import { startPodServer } from './lab-clients.js';
 import { formatResolvConf, podResolvConf } from '../../src/dns/resolver-sim.js';
 
 const BACKENDS = [
@@ -70,16 +71,7 @@ test('pod-eye walk: a pod resolves `web` through kproxy dns behind the kube-dns 
       await node.ip('link', 'set', `vp${i}`, 'type', 'bridge_slave', 'hairpin', 'on');
       await ns.ip('route', 'add', 'default', 'via', '10.244.1.1');
       if (p === CLIENT) continue;
-      const srv = topo.track(ns.spawnNode(podServerScript, ['--name', p.name, '--ip', p.ip, '--tcp', '8080']));
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`${p.name} server did not start`)), 15_000);
-        srv.stdout!.on('data', (b: Buffer) => {
-          if (b.toString().includes('ready')) {
-            clearTimeout(timer);
-            resolve();
-          }
-        });
-      });
+      await startPodServer(topo, ns, ['--name', p.name, '--ip', p.ip, '--tcp', '8080']);
     }
     const agent = topo.track(
       node.spawn(process.execPath, [

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { Topology, runPrefix, waitFor, type Netns } from '../../src/lab/netns.js';
-import { podServerScript, probeScript, kproxyMain } from '../../src/lab/cluster.js';
+import { kproxyMain } from '../../src/lab/cluster.js';
+import { probe, startPodServer, udpFromPort } from './lab-clients.js';
 
 const NODE_IP = '192.168.77.10';
 const CLIENT_IP = '192.168.77.2';
@@ -87,44 +88,8 @@ function writeManifests(dir: string, web: string[], udp: string[]): void {
 
 // --- clients -----------------------------------------------------------------
 
-interface Answer {
-  ok: boolean;
-  pod?: string;
-  client?: string;
-  error?: string;
-  ms: number;
-}
-
-async function get(ns: Netns, url: string, count = 1, timeoutMs = 1500): Promise<Answer[]> {
-  const r = await ns.exec(process.execPath, [probeScript, url, '--count', String(count), '--timeout', String(timeoutMs)], {
-    allowFail: true,
-    timeoutMs: count * timeoutMs + 10_000,
-  });
-  return r.stdout
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => {
-      const j = JSON.parse(l) as { ok: boolean; answer?: string; error?: string; ms: number };
-      const m = /pod=(\S+) .* client=(\S+):\d+/.exec(j.answer ?? '');
-      return { ok: j.ok, ms: j.ms, ...(m ? { pod: m[1]!, client: m[2]! } : {}), ...(j.error ? { error: j.error } : {}) };
-    });
-}
-
-/** UDP from a fixed source port, so successive datagrams share one conntrack entry. */
-const UDP_FIXED = `
-const d = require('node:dgram'); const s = d.createSocket('udp4');
-const [host, port, sport] = process.argv.slice(1);
-s.bind(Number(sport), () => {
-  const t = setTimeout(() => { console.log('timeout'); process.exit(0); }, 1500);
-  s.on('message', (m) => { clearTimeout(t); console.log(m.toString().trim()); process.exit(0); });
-  s.send('hi', Number(port), host);
-});`;
-
-async function udpFixed(ns: Netns, host: string, port: number, sport: number): Promise<string> {
-  const r = await ns.exec(process.execPath, ['-e', UDP_FIXED, host, String(port), String(sport)], { allowFail: true, timeoutMs: 10_000 });
-  const m = /pod=(\S+)/.exec(r.stdout);
-  return m ? m[1]! : r.stdout.trim();
-}
+const get = probe;
+const udpFixed = udpFromPort;
 
 // --- the test ----------------------------------------------------------------
 
@@ -184,16 +149,7 @@ test('kproxy run --manifests programs a real node', { timeout: 240_000 }, async 
       await node.ip('link', 'set', `vp${i}`, 'master', 'cbr0');
       await node.ip('link', 'set', `vp${i}`, 'type', 'bridge_slave', 'hairpin', 'on');
       await ns.ip('route', 'add', 'default', 'via', '10.244.1.1');
-      const srv = topo.track(ns.spawnNode(podServerScript, ['--name', p.name, '--ip', p.ip, '--tcp', '8080', '--udp', '5353']));
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`${p.name} server did not start`)), 15_000);
-        srv.stdout!.on('data', (b: Buffer) => {
-          if (b.toString().includes('ready')) {
-            clearTimeout(timer);
-            resolve();
-          }
-        });
-      });
+      await startPodServer(topo, ns, ['--name', p.name, '--ip', p.ip, '--tcp', '8080', '--udp', '5353']);
     }
     writeManifests(dir, ['pod-1', 'pod-2'], ['pod-1']);
     agent = await startAgent();

@@ -13,7 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { Topology, runPrefix, waitFor, type Netns } from '../../src/lab/netns.js';
-import { podServerScript, probeScript, kproxyMain } from '../../src/lab/cluster.js';
+import { kproxyMain } from '../../src/lab/cluster.js';
+import { probe, startPodServer, udpFromPort } from './lab-clients.js';
 
 const NODE_IP4 = '192.168.78.10';
 const NODE_IP6 = 'fd00:78::10';
@@ -101,46 +102,8 @@ function writeManifests(dir: string, v4: string[], v6: string[], dns6: string[])
 
 // --- clients -----------------------------------------------------------------
 
-interface Answer {
-  ok: boolean;
-  pod?: string;
-  /** The address the pod saw the request arrive on. */
-  ip?: string;
-  client?: string;
-  error?: string;
-  ms: number;
-}
-
-async function get(ns: Netns, url: string, count = 1, timeoutMs = 1500): Promise<Answer[]> {
-  const r = await ns.exec(process.execPath, [probeScript, url, '--count', String(count), '--timeout', String(timeoutMs)], {
-    allowFail: true,
-    timeoutMs: count * timeoutMs + 10_000,
-  });
-  const lines = r.stdout.split('\n').filter(Boolean);
-  if (lines.length !== count) throw new Error(`probe ${url} printed ${lines.length} lines, not ${count}: ${r.stderr}`);
-  return lines.map((l) => {
-    const j = JSON.parse(l) as { ok: boolean; answer?: string; error?: string; ms: number };
-    // The client port follows the last colon, which also splits an IPv6 address.
-    const m = /pod=(\S+) ip=(\S+) .* client=(\S+):\d+/.exec(j.answer ?? '');
-    return { ok: j.ok, ms: j.ms, ...(m ? { pod: m[1]!, ip: m[2]!, client: m[3]! } : {}), ...(j.error ? { error: j.error } : {}) };
-  });
-}
-
-/** UDP over IPv6 from a fixed source port, so successive datagrams share one conntrack entry. */
-const UDP6_FIXED = `
-const d = require('node:dgram'); const s = d.createSocket('udp6');
-const [host, port, sport] = process.argv.slice(1);
-s.bind(Number(sport), () => {
-  const t = setTimeout(() => { console.log('timeout'); process.exit(0); }, 1500);
-  s.on('message', (m) => { clearTimeout(t); console.log(m.toString().trim()); process.exit(0); });
-  s.send('hi', Number(port), host);
-});`;
-
-async function udp6Fixed(ns: Netns, host: string, port: number, sport: number): Promise<string> {
-  const r = await ns.exec(process.execPath, ['-e', UDP6_FIXED, host, String(port), String(sport)], { allowFail: true, timeoutMs: 10_000 });
-  const m = /pod=(\S+)/.exec(r.stdout);
-  return m ? m[1]! : r.stdout.trim();
-}
+const get = probe;
+const udp6Fixed = udpFromPort;
 
 const url6 = (ip: string, port = 80) => `http://[${ip}]:${port}/`;
 const url4 = (ip: string, port = 80) => `http://${ip}:${port}/`;
@@ -184,16 +147,7 @@ test('kproxy run --manifests programs IPv6 next to IPv4 on a dual-stack node', {
       await ns.ip('route', 'add', 'default', 'via', BRIDGE_IP4);
       await ns.ip('-6', 'route', 'add', 'default', 'via', BRIDGE_IP6);
       // Listens on :: with IPv4-mapped addresses allowed: one socket serves both families.
-      const srv = topo.track(ns.spawnNode(podServerScript, ['--name', p.name, '--ip', p.ip6, '--tcp', '8080', '--udp', '5353']));
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`${p.name} server did not start`)), 15_000);
-        srv.stdout!.on('data', (b: Buffer) => {
-          if (b.toString().includes('ready')) {
-            clearTimeout(timer);
-            resolve();
-          }
-        });
-      });
+      await startPodServer(topo, ns, ['--name', p.name, '--ip', p.ip6, '--tcp', '8080', '--udp', '5353']);
     }
     // No tentative addresses left anywhere (nodad should have seen to it).
     for (const ns of [node, client, ...Object.values(pods)]) {
