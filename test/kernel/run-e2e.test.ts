@@ -211,8 +211,9 @@ test('kproxy run --manifests programs a real node', { timeout: 240_000 }, async 
       // The probe itself takes a few hundred ms per round here; the sync is much faster (see the logs).
       assert.ok(moved < 5000, `moved after ${moved} ms`);
       await waitFor('the dns service to point at pod-2', async () => (await nat()).includes('10.244.1.12:5353'), 5000, 50);
-      // Same source port: without the conntrack cleanup this would still reach pod-1.
-      assert.equal(await udpFixed(pods['pod-3']!, '10.96.0.17', 53, 40053), 'pod-2');
+      // Same source port: without the conntrack cleanup this would keep reaching pod-1
+      // (each datagram refreshes the entry). The cleanup runs just after the restore, so wait a little.
+      await waitFor('UDP from the same port to reach pod-2', async () => (await udpFixed(pods['pod-3']!, '10.96.0.17', 53, 40053)) === 'pod-2', 5000, 100);
     });
 
     await t.test('a flushed nat table is re-programmed (canary)', async () => {

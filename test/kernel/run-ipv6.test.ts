@@ -260,8 +260,9 @@ test('kproxy run --manifests programs IPv6 next to IPv4 on a dual-stack node', {
       const v4 = await get(pods['pod-3']!, url4(CLUSTER_IP4), 2);
       assert.ok(v4.every((x) => x.ok && x.pod === 'pod-1' && x.ip === pod('pod-1').ip4), JSON.stringify(v4));
       await waitFor('dns6 to point at pod-2', async () => (await save('ip6tables-save')).includes('[fd00:10:244:1::12]:5353'), 5000, 50);
-      // Same source port: without the IPv6 conntrack cleanup this would still reach pod-1.
-      assert.equal(await udp6Fixed(pods['pod-3']!, DNS_IP6, 53, 40053), 'pod-2');
+      // Same source port: without the IPv6 conntrack cleanup this would keep reaching pod-1
+      // (each datagram refreshes the entry). The cleanup runs just after the restore, so wait a little.
+      await waitFor('UDP from the same port to reach pod-2', async () => (await udp6Fixed(pods['pod-3']!, DNS_IP6, 53, 40053)) === 'pod-2', 5000, 100);
     });
 
     await t.test('with no IPv6 endpoints the IPv6 ClusterIP rejects while IPv4 keeps serving', async () => {
