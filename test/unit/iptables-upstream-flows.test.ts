@@ -20,11 +20,9 @@ import {
   testNodeName,
 } from './iptables-helpers.js';
 import { runPacketFlowTests, type PacketFlowTest } from './iptables-flow.js';
+import { etpLocalState, etpService, loadBalancerState, noEndpointsState, p80, testExternalClient, testExternalClientBlocked } from './upstream-scenarios.js';
 
-const testExternalClient = '203.0.113.2';
-const testExternalClientBlocked = '203.0.113.130';
 const testNodeIPAlt = '192.168.1.2';
-const p80 = [{ name: 'p80', port: 80 }];
 const unnamed80 = [{ name: '', port: 80 }];
 
 function chainRules(text: string, table: string, chain: string): string[] {
@@ -38,15 +36,7 @@ function chainRules(text: string, table: string, chain: string): string[] {
 }
 
 test('TestNoEndpointsReject', () => {
-  const st = state([
-    makeService('ns1', 'svc1', (s) => {
-      s.type = 'LoadBalancer';
-      s.clusterIPs = ['172.30.0.41'];
-      s.externalIPs = ['192.168.99.11'];
-      s.ports = [tcpPort('p80', 80, 3001)];
-      s.loadBalancerIngress = [{ ip: '1.2.3.4' }];
-    }),
-  ]);
+  const st = noEndpointsState();
   const text = renderCanonical(st, fakeProxierOptions());
   runPacketFlowTests(text, [
     { name: 'pod to cluster IP with no endpoints', sourceIP: '10.0.0.2', destIP: '172.30.0.41', destPort: 80, output: 'REJECT' },
@@ -102,18 +92,7 @@ test('TestClusterIPGeneral', () => {
 });
 
 test('TestLoadBalancer (source ranges, node IP allowed, LB IP hairpin)', () => {
-  const st = state(
-    [
-      makeService('ns1', 'svc1', (s) => {
-        s.type = 'LoadBalancer';
-        s.clusterIPs = ['172.30.0.41'];
-        s.ports = [tcpPort('p80', 80, 3001)];
-        s.loadBalancerIngress = [{ ip: '1.2.3.4' }, { ip: '5.6.7.8' }];
-        s.loadBalancerSourceRanges = ['192.168.0.0/24', ' 203.0.113.0/25'];
-      }),
-    ],
-    [makeSlice('ns1', 'svc1', 1, [ep('10.180.0.1')], p80)],
-  );
+  const st = loadBalancerState();
   const text = renderCanonical(st, fakeProxierOptions());
   const out = '10.180.0.1:80';
   runPacketFlowTests(text, [
@@ -263,20 +242,8 @@ test('TestMasqueradeRule', () => {
   }
 });
 
-function etpService(policy: 'Local' | 'Cluster'): Service {
-  return makeService('ns1', 'svc1', (s) => {
-    s.type = 'LoadBalancer';
-    s.externalTrafficPolicy = policy;
-    s.clusterIPs = ['172.30.0.41'];
-    s.externalIPs = ['192.168.99.11'];
-    s.ports = [tcpPort('p80', 80, 3001)];
-    if (policy === 'Local') s.healthCheckNodePort = 30000;
-    s.loadBalancerIngress = [{ ip: '1.2.3.4' }];
-  });
-}
-
 test('TestExternalTrafficPolicyLocal', () => {
-  const st = state([etpService('Local')], [makeSlice('ns1', 'svc1', 1, [ep('10.180.0.1'), ep('10.180.2.1', { nodeName: testNodeName })], p80)]);
+  const st = etpLocalState();
   const text = renderCanonical(st, fakeProxierOptions());
   const both = '10.180.0.1:80, 10.180.2.1:80';
   const local = '10.180.2.1:80';

@@ -11,10 +11,8 @@ import { trace, type TraceRequest } from '../../src/netfilter/simulate.js';
 import type { Ruleset } from '../../src/netfilter/ruleset.js';
 import type { ClusterState } from '../../src/k8s/types.js';
 import { ep, fakeProxierOptions, makeService, makeSlice, state, tcpPort, testNodeIP, testNodeIPs, testNodeName } from './iptables-helpers.js';
+import { etpLocalState, loadBalancerState, noEndpointsState, p80, testExternalClient, testExternalClientBlocked } from './upstream-scenarios.js';
 
-const testExternalClient = '203.0.113.2';
-const testExternalClientBlocked = '203.0.113.130';
-const p80 = [{ name: 'p80', port: 80 }];
 
 function load(st: ClusterState): Ruleset {
   const [rs] = renderIptables(st, fakeProxierOptions());
@@ -89,18 +87,7 @@ test('round trip: ClusterIP, NodePort, hairpin (TestClusterIPGeneral / TestNodeP
 });
 
 test('round trip: LoadBalancer source ranges allowed and dropped (TestLoadBalancer)', () => {
-  const st = state(
-    [
-      makeService('ns1', 'svc1', (s) => {
-        s.type = 'LoadBalancer';
-        s.clusterIPs = ['172.30.0.41'];
-        s.ports = [tcpPort('p80', 80, 3001)];
-        s.loadBalancerIngress = [{ ip: '1.2.3.4' }, { ip: '5.6.7.8' }];
-        s.loadBalancerSourceRanges = ['192.168.0.0/24', ' 203.0.113.0/25'];
-      }),
-    ],
-    [makeSlice('ns1', 'svc1', 1, [ep('10.180.0.1')], p80)],
-  );
+  const st = loadBalancerState();
   const out = '10.180.0.1:80';
   runFlows(load(st), [
     { name: 'pod to cluster IP', src: '10.0.0.2', dst: '172.30.0.41', port: 80, output: out },
@@ -116,20 +103,7 @@ test('round trip: LoadBalancer source ranges allowed and dropped (TestLoadBalanc
 });
 
 test('round trip: externalTrafficPolicy=Local (TestExternalTrafficPolicyLocal)', () => {
-  const st = state(
-    [
-      makeService('ns1', 'svc1', (s) => {
-        s.type = 'LoadBalancer';
-        s.clusterIPs = ['172.30.0.41'];
-        s.externalIPs = ['192.168.99.11'];
-        s.ports = [tcpPort('p80', 80, 3001)];
-        s.loadBalancerIngress = [{ ip: '1.2.3.4' }];
-        s.externalTrafficPolicy = 'Local';
-        s.healthCheckNodePort = 30000;
-      }),
-    ],
-    [makeSlice('ns1', 'svc1', 1, [ep('10.180.0.1'), ep('10.180.2.1', { nodeName: testNodeName })], p80)],
-  );
+  const st = etpLocalState();
   const both = '10.180.0.1:80, 10.180.2.1:80';
   const local = '10.180.2.1:80';
   runFlows(load(st), [
@@ -142,15 +116,7 @@ test('round trip: externalTrafficPolicy=Local (TestExternalTrafficPolicyLocal)',
 });
 
 test('round trip: no endpoints → REJECT, in filter (TestNoEndpointsReject)', () => {
-  const st = state([
-    makeService('ns1', 'svc1', (s) => {
-      s.type = 'LoadBalancer';
-      s.clusterIPs = ['172.30.0.41'];
-      s.externalIPs = ['192.168.99.11'];
-      s.ports = [tcpPort('p80', 80, 3001)];
-      s.loadBalancerIngress = [{ ip: '1.2.3.4' }];
-    }),
-  ]);
+  const st = noEndpointsState();
   runFlows(load(st), [
     { name: 'pod to cluster IP with no endpoints', src: '10.0.0.2', dst: '172.30.0.41', port: 80, output: 'REJECT' },
     { name: 'external to external IP with no endpoints', src: testExternalClient, dst: '192.168.99.11', port: 80, output: 'REJECT' },
