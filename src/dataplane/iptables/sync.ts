@@ -95,6 +95,10 @@ export function jumpLine(j: JumpRule): string {
   return `-A ${j.chain} ${j.args.map(quoteArg).join(' ')}`;
 }
 
+/** Staged syncs of at least this many lines report progress, every PROGRESS_EVERY_MS. */
+const PROGRESS_LINES = 50_000;
+const PROGRESS_EVERY_MS = 2_000;
+
 export class IptablesSyncer {
   readonly tools: IptablesTools;
   private readonly stageLines: number;
@@ -272,11 +276,25 @@ export class IptablesSyncer {
    */
   private async runStages(stages: Stage[]): Promise<number> {
     let done = 0;
+    // A staged sync of a large cluster takes seconds: say how far it got (info level).
+    const total = stages.reduce((n, s) => n + s.lines, 0);
+    const report = stages.length > 1 && total >= PROGRESS_LINES;
+    let lines = 0;
+    let lastReport = performance.now();
+    const restore = async (st: Stage): Promise<void> => {
+      await this.kernel.restore(st.payload);
+      done++;
+      lines += st.lines;
+      if (report && performance.now() - lastReport >= PROGRESS_EVERY_MS) {
+        lastReport = performance.now();
+        this.log.info('programming the kernel in stages', { restores: `${done}/${stages.length}`, lines: `${lines}/${total}` });
+      }
+    };
+    if (report) this.log.info('programming the kernel in stages', { restores: `0/${stages.length}`, lines: `0/${total}` });
     for (let i = 0; i < stages.length; ) {
       const parallel = (s: Stage | undefined): boolean => s?.phase === Phase.Endpoints || s?.phase === Phase.ServiceChains;
       if (!parallel(stages[i]) || this.concurrency === 1) {
-        await this.kernel.restore(stages[i++]!.payload);
-        done++;
+        await restore(stages[i++]!);
         continue;
       }
       let j = i;
@@ -288,8 +306,7 @@ export class IptablesSyncer {
         while (failed === null && next < batch.length) {
           const st = batch[next++]!;
           try {
-            await this.kernel.restore(st.payload);
-            done++;
+            await restore(st);
           } catch (e) {
             failed ??= e;
           }
