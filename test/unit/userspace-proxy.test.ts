@@ -3,7 +3,7 @@
 // draining, UDP sessions, listeners coming and going, a taken port.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Registry } from 'prom-client';
 import { UserspaceProxier, type UserspaceOptions } from '../../src/dataplane/userspace/proxier.js';
 import type { UsServicePort } from '../../src/dataplane/userspace/model.js';
@@ -396,9 +396,24 @@ both('services added and removed while traffic flows; the others are not disturb
 
 both('a proxy port already taken: a clear error for that service, the others work', async () => {
   const bs = await backends(1);
+  // A taken port whose neighbour is free. Below the ephemeral range (32768+), so
+  // no connection another test opens meanwhile can land on the neighbour.
+  const listen = (srv: Server, port: number): Promise<boolean> =>
+    new Promise((r) => {
+      srv.once('error', () => r(false));
+      srv.listen(port, '127.0.0.1', () => r(true));
+    });
   const squatter = createServer();
-  await new Promise<void>((r) => squatter.listen(0, '127.0.0.1', () => r()));
-  const taken = (squatter.address() as { port: number }).port;
+  let taken = 0;
+  for (let i = 0; i < 50 && !taken; i++) {
+    const port = 20_000 + Math.floor(Math.random() * 10_000);
+    if (!(await listen(squatter, port))) continue;
+    const probe = createServer();
+    if (await listen(probe, port + 1)) taken = port;
+    else squatter.close();
+    await new Promise((r) => probe.close(r));
+  }
+  assert.ok(taken, 'found a taken port with a free neighbour');
   try {
     await withProxy({ portRange: { from: taken, to: taken } }, async (p) => {
       const r = await p.sync([svc('default/x', bs)]);
