@@ -73,6 +73,27 @@ export function bulk(host: string, port: number, bytes: number, timeoutMs = 60_0
 }
 
 /** One UDP datagram and its reply, from a fresh socket (a new client port each time). */
+/** Asks for `bytes` and reads them slowly (a pause of pauseMs after every chunk), so the transfer outlasts changes made under it. */
+export function slowBulk(host: string, port: number, bytes: number, pauseMs: number): Promise<{ name: string; received: number }> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host, port });
+    let name = '';
+    let received = 0;
+    s.on('connect', () => s.write(`SEND ${bytes}\n`));
+    s.on('data', (d: Buffer) => {
+      if (!name) {
+        const i = d.indexOf(10);
+        name = d.subarray(0, i).toString();
+        received += d.length - i - 1;
+      } else received += d.length;
+      s.pause();
+      setTimeout(() => s.resume(), pauseMs);
+    });
+    s.on('end', () => resolve({ name, received }));
+    s.on('error', reject);
+  });
+}
+
 export function udpAsk(host: string, port: number, msg: string, timeoutMs = 2000): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = createSocket(host.includes(':') ? 'udp6' : 'udp4');
@@ -120,23 +141,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
       }
     } else if (cmd === 'slowbulk') {
       // Reads with a pause after every chunk, so the transfer lasts long enough to change things under it.
-      const r = await new Promise<{ name: string; received: number }>((resolve, reject) => {
-        const s = connect({ host, port });
-        let name = '';
-        let received = 0;
-        s.on('connect', () => s.write(`SEND ${n}\n`));
-        s.on('data', (d: Buffer) => {
-          if (!name) {
-            const i = d.indexOf(10);
-            name = d.subarray(0, i).toString();
-            received += d.length - i - 1;
-          } else received += d.length;
-          s.pause();
-          setTimeout(() => s.resume(), 10);
-        });
-        s.on('end', () => resolve({ name, received }));
-        s.on('error', reject);
-      });
+      const r = await slowBulk(host, port, n, 10);
       process.stdout.write(`received ${r.received} from ${r.name}\n`);
     } else if (cmd === 'hold') {
       const s = connect({ host, port });

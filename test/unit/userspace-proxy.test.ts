@@ -8,7 +8,7 @@ import { Registry } from 'prom-client';
 import { UserspaceProxier, type UserspaceOptions } from '../../src/dataplane/userspace/proxier.js';
 import type { UsServicePort } from '../../src/dataplane/userspace/model.js';
 import { startBackend, type Backend } from '../kernel/userspace-backend.js';
-import { bulk, greet, udpAsk } from '../kernel/userspace-client.js';
+import { bulk, greet, slowBulk, udpAsk } from '../kernel/userspace-client.js';
 
 function svc(key: string, backends: { port: number }[], extra: Partial<UsServicePort> = {}): UsServicePort {
   return {
@@ -316,23 +316,7 @@ both('an endpoint removed during a long transfer: the transfer completes; after 
       await p.sync([svc('default/drain', bs)]);
       const port = portOf(p, 'default/drain');
       // A slow reader keeps the transfer going while the endpoint is removed.
-      const done = new Promise<{ name: string; received: number }>((resolve, reject) => {
-        const s = connect({ host: '127.0.0.1', port });
-        let name = '';
-        let received = 0;
-        s.on('connect', () => s.write(`SEND ${8 * 1024 * 1024}\n`));
-        s.on('data', (d: Buffer) => {
-          if (!name) {
-            const i = d.indexOf(10);
-            name = d.subarray(0, i).toString();
-            received += d.length - i - 1;
-          } else received += d.length;
-          s.pause();
-          setTimeout(() => s.resume(), 2);
-        });
-        s.on('end', () => resolve({ name, received }));
-        s.on('error', reject);
-      });
+      const done = slowBulk('127.0.0.1', port, 8 * 1024 * 1024, 2);
       await new Promise((r) => setTimeout(r, 100));
       await p.sync([svc('default/drain', [bs[1]!])]);
       assert.equal(await greet('127.0.0.1', port), 'b1');
