@@ -17,6 +17,7 @@ import { IncrementalRenderer } from '../src/dataplane/iptables/sync-render.js';
 import { canonical } from '../src/dataplane/iptables/sync-save.js';
 import { Topology, isRoot, runPrefix } from '../src/lab/netns.js';
 import { makeService, objectMeta } from '../src/k8s/build.js';
+import { StateStore } from '../src/k8s/state-store.js';
 
 function ip4(base: number, n: number): string {
   const v = base + n;
@@ -129,9 +130,16 @@ async function changeLatency(
   endpoints: number,
   changes: number,
   seed: number,
-  render: (changed: PendingChanges) => IptablesRuleset,
+  render: (changed: PendingChanges, state: ClusterState) => IptablesRuleset,
   apply: (rs: IptablesRuleset, changed: PendingChanges) => Promise<void>,
 ): Promise<LatencyResult> {
+  // The objects in a StateStore, as the sources keep them: each change is one
+  // slice replaced, and the snapshot carries the index and the delta.
+  const store = new StateStore();
+  for (const s of state.services) store.set('Service', s.meta.namespace, s.meta.name, s);
+  for (const s of state.endpointSlices) store.set('EndpointSlice', s.meta.namespace, s.meta.name, s);
+  const slices = state.endpointSlices.slice();
+  state = store.snapshot();
   const tracker = new ChangeTracker('node-a');
   tracker.update(state);
   tracker.take();
@@ -139,16 +147,17 @@ async function changeLatency(
   const rend: number[] = [];
   const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
   for (let c = 0; c < changes; c++) {
-    const i = Math.floor(rnd() * state.services.length);
-    const cur = state.endpointSlices[i]!;
+    const i = Math.floor(rnd() * slices.length);
+    const cur = slices[i]!;
     const n = cur.endpoints.length === endpoints ? endpoints + 1 : endpoints;
     const t0 = performance.now();
-    state.endpointSlices = state.endpointSlices.slice();
-    state.endpointSlices[i] = syntheticSlice(i, n);
+    const next = (slices[i] = syntheticSlice(i, n));
+    store.set('EndpointSlice', next.meta.namespace, next.meta.name, next);
+    state = store.snapshot();
     tracker.update(state);
     const p = tracker.take();
     const r0 = performance.now();
-    const rs = render(p);
+    const rs = render(p, state);
     rend.push(performance.now() - r0);
     await apply(rs, p);
     lat.push(performance.now() - t0);
@@ -162,7 +171,7 @@ function kproxyChanges(renderer: IncrementalRenderer, syncer: IptablesSyncer, st
     endpoints,
     changes,
     12345,
-    (p) => renderer.partial(state, benchRenderOptions, p.since.keys()),
+    (p, s) => renderer.partial(s, benchRenderOptions, p.since.keys()),
     async (rs, p) => {
       await syncer.sync(rs, { full: false, changed: p.changed });
     },
@@ -175,7 +184,7 @@ function upstreamChanges(tools: IptablesTools, state: ClusterState, endpoints: n
     endpoints,
     changes,
     777,
-    () => renderFamily(state, benchRenderOptions, 'IPv4'),
+    (_, s) => renderFamily(s, benchRenderOptions, 'IPv4'),
     // Upstream also deletes the removed endpoint's chain (-X) in the same restore; a
     // stale-chain flush is a few lines and does not change the cost materially.
     (rs, p) => restore(tools, upstreamPartialPayload(rs, p.changed)),

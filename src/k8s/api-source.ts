@@ -21,6 +21,7 @@ import { randomBytes } from 'node:crypto';
 import { KubeConfig, ListWatch, Watch, type KubernetesObject, type KubernetesListObject } from '@kubernetes/client-node';
 import { log as defaultLog, type Logger } from '../util/log.js';
 import { isDNS1123Label, isDNS1123Subdomain, parseObject } from './validate.js';
+import { StateStore } from './state-store.js';
 import type { ClusterSource, SourceEvents } from './source.js';
 import { formatWarning, type ClusterState, type EndpointSlice, type InputWarning, type Node, type Pod, type Service } from './types.js';
 
@@ -165,7 +166,6 @@ type AnyObject = Service | EndpointSlice | Node | Pod;
 
 /** One resource's informer plus the restart/backoff logic around it. */
 class Reflector {
-  readonly objects = new Map<string, AnyObject>();
   listed = false;
   private lw: ListWatch<KubernetesObject>;
   private failures = 0;
@@ -253,22 +253,22 @@ class Reflector {
     }, delay);
   }
 
-  private key(o: KubernetesObject): string {
-    return `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
-  }
-
+  /** Each watch event changes one object in the source's store: O(that object), whatever the cluster's size. */
   private upsert(o: KubernetesObject): void {
     const raw = { ...o, kind: this.def.kind } as KubernetesObject;
     const res = parseObject(raw, { source: 'api' });
-    const k = this.key(o);
     for (const w of res.warnings) this.src.onWarning(w, this.def.kind, o);
-    if (res.object) this.objects.set(k, res.object as AnyObject);
-    else this.objects.delete(k);
+    this.src.store.set(this.def.kind, o.metadata?.namespace ?? '', o.metadata?.name ?? '', res.object as AnyObject | undefined as never);
     this.src.scheduleEmit();
   }
 
   private remove(o: KubernetesObject): void {
-    if (this.objects.delete(this.key(o))) this.src.scheduleEmit();
+    const store = this.src.store;
+    const ns = o.metadata?.namespace ?? '';
+    const name = o.metadata?.name ?? '';
+    if (!store.get(this.def.kind, ns, name)) return;
+    store.set(this.def.kind, ns, name, undefined);
+    this.src.scheduleEmit();
   }
 }
 
@@ -392,7 +392,9 @@ export class ApiSource extends EventEmitter<SourceEvents> implements ClusterSour
   private readonly log: Logger;
   private reflectors: Reflector[] = [];
   private stopController = new AbortController();
-  private state: ClusterState = { services: [], endpointSlices: [], nodes: [], pods: [] };
+  /** @internal The objects of every resource, kept per watch event. */
+  readonly store = new StateStore();
+  private state: ClusterState = this.store.snapshot();
   private _synced = false;
   private connected?: boolean;
   private emitPending = false;
@@ -463,7 +465,7 @@ export class ApiSource extends EventEmitter<SourceEvents> implements ClusterSour
       setImmediate(() => {
         if (this._synced || this.stopController.signal.aborted) return;
         this._synced = true;
-        this.rebuild();
+        this.state = this.store.snapshot();
         this.emit('change', this.state);
         this.syncedResolve?.();
       });
@@ -503,22 +505,9 @@ export class ApiSource extends EventEmitter<SourceEvents> implements ClusterSour
     setImmediate(() => {
       this.emitPending = false;
       if (this.stopController.signal.aborted) return;
-      this.rebuild();
+      this.state = this.store.snapshot();
       this.emit('change', this.state);
     });
-  }
-
-  private rebuild(): void {
-    const pick = <T>(kind: string): T[] => {
-      const r = this.reflectors.find((x) => x.def.kind === kind);
-      return r ? ([...r.objects.values()] as T[]) : [];
-    };
-    this.state = {
-      services: pick<Service>('Service'),
-      endpointSlices: pick<EndpointSlice>('EndpointSlice'),
-      nodes: pick<Node>('Node'),
-      pods: pick<Pod>('Pod'),
-    };
   }
 
   /** Best effort: an events.k8s.io/v1 Event about a rejected object, once per object version and message. */

@@ -29,7 +29,7 @@ export interface LoadResult {
   warnings: InputWarning[];
 }
 
-const MANIFEST_EXT = /\.(ya?ml|json)$/i;
+export const MANIFEST_EXT = /\.(ya?ml|json)$/i;
 
 export function emptyState(): ClusterState {
   return { services: [], endpointSlices: [], nodes: [], pods: [] };

@@ -1,26 +1,41 @@
 // A folder of manifests as a ClusterSource: `kproxy run --manifests DIR`.
 // fs.watch on Linux is per directory (recursive mode is not dependable on Node
 // 20), so every directory is watched on its own, and a periodic stat-only
-// rescan catches whatever the watches miss (editors that rename over files,
-// network filesystems). Changes are debounced, then the changed files are
-// re-parsed and a fresh ClusterState is emitted.
+// rescan catches whatever the watches miss (network filesystems, lost events).
+//
+// A change costs work in proportion to the files it touches: a watch event
+// names a file, only that file is re-read and re-parsed, its objects replace
+// the ones it held before in a StateStore (state-store.ts), and the snapshot
+// emitted carries the store's per-service index and the services that changed.
+//
+// When a file is read (docs/manifests.md, "When a change is read"): a file
+// renamed into place (how editors, kubectl cp, ConfigMap volumes and most tools
+// replace a file) is complete, so a rename event is read at once (after a
+// couple of milliseconds that fold a burst of renames into one scan). A write
+// in place is read once the file has been quiet for the debounce (100 ms), as
+// writes may come in several chunks. Like upstream's informers, nothing else
+// waits: the sync runner's minSyncPeriod does the batching.
 //
 // A file that is mid-write (syntax error, an object that fails validation, or
 // empty) keeps its last good objects until it parses again, so a half-saved
-// file never removes services from the node.
+// file never removes services from the node; a file that changed while it was
+// being read is read again.
 import { EventEmitter } from 'node:events';
 import { watch, type FSWatcher } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
-import { dirname, join, normalize } from 'node:path';
+import { lstat, readFile, stat } from 'node:fs/promises';
+import { basename, join, normalize, relative, sep } from 'node:path';
 import { log as defaultLog, type Logger } from '../util/log.js';
-import { buildState, emptyState, listManifestFiles, parseManifestText, type ParsedObject } from './load.js';
+import { listManifestFiles, MANIFEST_EXT, parseManifestText, type ParsedObject } from './load.js';
 import type { ClusterSource, SourceEvents } from './source.js';
+import { StateStore, type StoreKind } from './state-store.js';
 import { formatWarning, type ClusterState, type InputWarning } from './types.js';
 
 export interface ManifestSourceOptions {
   dir: string;
-  /** Quiet time after a filesystem event before rescanning (default 100 ms). */
+  /** Quiet time after an in-place write before the file is read (default 100 ms). */
   debounceMs?: number;
+  /** Delay after a rename/create/delete event, folding a burst into one scan (default 2 ms). */
+  renameDelayMs?: number;
   /** Period of the stat-only fallback rescan (default 1000 ms). */
   rescanMs?: number;
   logger?: Logger;
@@ -35,32 +50,82 @@ interface FileEntry {
   stale: boolean;
 }
 
+/** One definition of an object: the file and position it comes from. */
+interface Def {
+  path: string;
+  index: number;
+  object: ParsedObject;
+}
+
+interface ScanStats {
+  /** Files stat'ed. */
+  stats: number;
+  /** Files read and parsed. */
+  parsed: number;
+  /** Everything was listed and stat'ed (first scan, periodic rescan, a swapped symlink). */
+  full: boolean;
+}
+
+function objectKey(o: ParsedObject): string {
+  return `${o.kind}\u0000${o.object.meta.namespace}\u0000${o.object.meta.name}`;
+}
+
+/** Later file (by path), then later in the file: the definition in use (buildState's "later replaces earlier"). */
+function laterDef(a: Def, b: Def): boolean {
+  return a.path !== b.path ? a.path > b.path : a.index > b.index;
+}
+
+function winner(list: Def[]): Def {
+  let win = list[0]!;
+  for (const d of list) if (laterDef(d, win)) win = d;
+  return win;
+}
+
+function fingerprintOf(st: { ino: number; size: number; mtimeMs: number; ctimeMs: number }): string {
+  return `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+}
+
 export class ManifestSource extends EventEmitter<SourceEvents> implements ClusterSource {
   readonly dir: string;
   private readonly debounceMs: number;
+  private readonly renameDelayMs: number;
   private readonly rescanMs: number;
   private readonly log: Logger;
   private files = new Map<string, FileEntry>();
+  /** Paths of `files`, sorted (the order arrays are built in); null when it must be rebuilt. */
+  private sortedPaths: string[] | null = [];
+  /** Object key → its definitions across files; the one in use is the latest (laterDef). */
+  private defs = new Map<string, Def[]>();
+  private readonly store: StateStore;
   private watchers = new Map<string, FSWatcher>();
-  /** Files named by watch events since the last scan: re-read even if their stat looks unchanged. */
-  private touched = new Set<string>();
-  private state: ClusterState = emptyState();
+  /** Paths named by watch events since the last scan → when an in-place write was last seen (0: renamed/created/deleted). */
+  private touched = new Map<string, number>();
+  /** A full (stat everything) scan is due: periodic rescan, or an event that names no usable path. */
+  private fullScanDue = false;
+  private state: ClusterState;
   private _synced = false;
   private running = false;
   private connected = true;
-  private debounceTimer?: NodeJS.Timeout;
+  private timer?: NodeJS.Timeout;
+  private timerAt = Infinity;
   private rescanTimer?: NodeJS.Timeout;
   private scanning?: Promise<void>;
   private rescanAgain = false;
-  private crossFileWarnings = new Set<string>();
+  /** Objects defined more than once, already warned about (by key and the two files). */
+  private duplicateWarned = new Set<string>();
+  /** Work done by the last scan that changed something or was full (tests, benchmarks). */
+  lastScan: ScanStats = { stats: 0, parsed: 0, full: false };
 
   constructor(opts: ManifestSourceOptions) {
     super();
     // listManifestFiles builds paths with join(): normalize so watch events name the same paths.
     this.dir = normalize(opts.dir).replace(/(.)\/+$/, '$1');
     this.debounceMs = opts.debounceMs ?? 100;
+    this.renameDelayMs = opts.renameDelayMs ?? 2;
     this.rescanMs = opts.rescanMs ?? 1000;
     this.log = opts.logger ?? defaultLog.child({ source: 'manifests', dir: opts.dir });
+    this.store = new StateStore((kind) => this.inFileOrder(kind));
+    this.state = this.store.snapshot();
   }
 
   get synced(): boolean {
@@ -81,24 +146,48 @@ export class ManifestSource extends EventEmitter<SourceEvents> implements Cluste
     this._synced = true;
     this.emit('connected', true);
     this.emit('change', this.state);
-    this.rescanTimer = setInterval(() => this.requestScan(), this.rescanMs);
+    this.rescanTimer = setInterval(() => {
+      this.fullScanDue = true;
+      this.schedule(0);
+    }, this.rescanMs);
     this.rescanTimer.unref?.();
   }
 
   async stop(): Promise<void> {
     this.running = false;
-    clearTimeout(this.debounceTimer);
+    this.clearTimer();
     clearInterval(this.rescanTimer);
     for (const w of this.watchers.values()) w.close();
     this.watchers.clear();
     await this.scanning;
   }
 
-  /** Schedules a rescan after the debounce delay (coalescing bursts of events). */
-  private requestScan(): void {
+  private clearTimer(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = Infinity;
+  }
+
+  /** Arms the scan timer for `delay` ms from now unless it is armed for earlier. */
+  private schedule(delay: number): void {
     if (!this.running) return;
-    clearTimeout(this.debounceTimer);
-    this.debounceTimer = setTimeout(() => void this.runScan(), this.debounceMs);
+    const at = Date.now() + delay;
+    if (this.timer && this.timerAt <= at) return;
+    this.clearTimer();
+    this.timerAt = at;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.timerAt = Infinity;
+      void this.runScan();
+    }, delay);
+  }
+
+  /** A watch event: `write` for an in-place modification (read once quiet), else a rename/create/delete (read now). */
+  private onEvent(path: string, write: boolean): void {
+    if (write) this.touched.set(path, Date.now());
+    else if (!this.touched.has(path)) this.touched.set(path, 0);
+    // The scan itself holds back files written to within the debounce.
+    this.schedule(write ? this.debounceMs : this.renameDelayMs);
   }
 
   private async runScan(): Promise<void> {
@@ -131,99 +220,236 @@ export class ManifestSource extends EventEmitter<SourceEvents> implements Cluste
     this.emit('connected', ok);
   }
 
+  /** True for a path under the root that listManifestFiles would skip (a hidden component). */
+  private hidden(path: string): boolean {
+    return relative(this.dir, path)
+      .split(sep)
+      .some((c) => c.startsWith('.'));
+  }
+
   private async scan(initial: boolean): Promise<void> {
-    let paths: string[];
-    let dirs: string[];
-    try {
-      dirs = [];
-      paths = await listManifestFiles(this.dir, dirs);
-    } catch (err) {
-      if (initial) throw new Error(`cannot read manifests folder ${this.dir}: ${(err as Error).message}`);
-      // The folder went away (or became unreadable): keep the last state, report it.
-      if (this.connected) this.log.warn('manifests folder unreadable; keeping the last state', { err: err as Error });
-      this.setConnected(false);
-      return;
-    }
-    this.setConnected(true);
-    this.syncWatchers(dirs);
-    const touched = this.touched;
-    this.touched = new Set();
+    const stats: ScanStats = { stats: 0, parsed: 0, full: false };
     let changed = false;
-    const present = new Set(paths);
-    for (const p of [...this.files.keys()]) {
-      if (!present.has(p)) {
-        this.files.delete(p);
-        changed = true;
-      }
+    const now = Date.now();
+    // Files written in place within the debounce wait for a later scan.
+    const touched: string[] = [];
+    let wait = Infinity;
+    for (const [p, t] of this.touched) {
+      if (!initial && t > 0 && now - t < this.debounceMs) wait = Math.min(wait, this.debounceMs - (now - t));
+      else touched.push(p);
     }
-    for (const p of paths) {
-      let fp: string;
-      try {
-        const st = await stat(p);
-        fp = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
-      } catch {
-        continue; // removed between listing and stat; the next scan drops it
-      }
-      const prev = this.files.get(p);
-      if (prev && prev.fingerprint === fp && !touched.has(p) && !touched.has(dirname(p))) continue;
-      let text: string;
-      try {
-        text = await readFile(p, 'utf8');
-      } catch {
-        continue;
-      }
-      const parsed = parseManifestText(text, p);
-      const unusable = parsed.syntaxErrors > 0 || parsed.rejected > 0 || text.trim() === '';
-      if (prev && unusable) {
-        // Half-written (or broken) file: keep what it held before, say why once per version.
-        if (prev.fingerprint !== fp) {
-          for (const w of parsed.warnings) this.warn(w);
-          if (text.trim() === '') this.warn({ source: p, message: 'file is empty (being written?); keeping its last good objects' });
-          else this.warn({ source: p, message: 'file does not parse or validate; keeping its last good objects until it does' });
-        }
-        prev.fingerprint = fp;
-        prev.stale = true;
-        continue;
-      }
-      if (prev && !prev.stale && prev.fingerprint !== fp && sameObjects(prev.objects, parsed.objects)) {
-        prev.fingerprint = fp;
-        continue; // touched but unchanged content
-      }
-      for (const w of parsed.warnings) this.warn(w);
-      this.files.set(p, { fingerprint: fp, objects: parsed.objects, stale: false });
-      changed = true;
+    for (const p of touched) this.touched.delete(p);
+    if (wait !== Infinity) this.schedule(Math.ceil(wait));
+    // An event for a hidden name matters only when it is a directory or a
+    // symlink being swapped (ConfigMap volumes rename "..data" over): then any
+    // file behind the symlinks may have changed, so stat everything.
+    const paths = new Set<string>();
+    for (const p of touched) {
+      if (p === this.dir) this.fullScanDue = true;
+      else if (this.hidden(p)) {
+        const st = await lstat(p).catch(() => null);
+        if (st && (st.isSymbolicLink() || st.isDirectory())) this.fullScanDue = true;
+      } else paths.add(p);
     }
+    if (initial || this.fullScanDue) {
+      this.fullScanDue = false;
+      stats.full = true;
+      let all: string[];
+      const dirs: string[] = [];
+      try {
+        all = await listManifestFiles(this.dir, dirs);
+      } catch (err) {
+        if (initial) throw new Error(`cannot read manifests folder ${this.dir}: ${(err as Error).message}`);
+        // The folder went away (or became unreadable): keep the last state, report it.
+        if (this.connected) this.log.warn('manifests folder unreadable; keeping the last state', { err: err as Error });
+        this.setConnected(false);
+        return;
+      }
+      this.setConnected(true);
+      this.syncWatchers(dirs, true);
+      const present = new Set(all);
+      for (const p of [...this.files.keys()]) if (!present.has(p)) changed = this.dropFile(p) || changed;
+      for (const p of all) changed = (await this.readFileAt(p, paths.has(p), stats)) || changed;
+    } else {
+      for (const p of paths) changed = (await this.touchedPath(p, stats)) || changed;
+    }
+    if (changed || stats.full) this.lastScan = stats;
     if (!changed && !initial) return;
-    const warnings: InputWarning[] = [];
-    const groups = [...this.files.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([source, e]) => ({ source, objects: e.objects }));
-    this.state = buildState(groups, warnings);
-    // Cross-file warnings (an object defined twice) come back on every rebuild: report each once.
-    const seen = new Set<string>();
-    for (const w of warnings) {
-      const k = formatWarning(w);
-      seen.add(k);
-      if (!this.crossFileWarnings.has(k)) this.warn(w);
-    }
-    this.crossFileWarnings = seen;
+    this.state = this.store.snapshot();
     if (!initial && this.running) this.emit('change', this.state);
   }
 
-  /** One fs.watch per directory under the root; closed when the directory goes. */
-  private syncWatchers(dirList: string[]): void {
+  /** A path named by a watch event: a file (re-read), a directory (read what it holds), or gone. */
+  private async touchedPath(p: string, stats: ScanStats): Promise<boolean> {
+    stats.stats++;
+    const st = await stat(p).catch(() => null);
+    if (!st) {
+      // Gone: the file, or a directory and everything under it.
+      let changed = this.dropFile(p);
+      if (this.watchers.has(p)) {
+        const prefix = p + sep;
+        for (const f of [...this.files.keys()]) if (f.startsWith(prefix)) changed = this.dropFile(f) || changed;
+        for (const [d, w] of this.watchers) {
+          if (d === p || d.startsWith(prefix)) {
+            w.close();
+            this.watchers.delete(d);
+          }
+        }
+      }
+      return changed;
+    }
+    if (st.isDirectory()) {
+      const dirs: string[] = [];
+      let files: string[];
+      try {
+        files = await listManifestFiles(p, dirs);
+      } catch {
+        return false; // the periodic rescan sees it later
+      }
+      this.syncWatchers(dirs, false);
+      let changed = false;
+      for (const f of files) changed = (await this.readFileAt(f, true, stats)) || changed;
+      return changed;
+    }
+    if (!st.isFile() || !MANIFEST_EXT.test(basename(p))) return false;
+    return this.readFileAt(p, true, stats, st);
+  }
+
+  /**
+   * Reads one file if its stat changed (or `force`: a watch event named it)
+   * and applies its objects. Returns whether the state changed.
+   */
+  private async readFileAt(p: string, force: boolean, stats: ScanStats, known?: Parameters<typeof fingerprintOf>[0]): Promise<boolean> {
+    let st = known;
+    if (!st) {
+      stats.stats++;
+      st = await stat(p).catch(() => undefined);
+      if (!st) return false; // removed between listing and stat; the next scan drops it
+    }
+    const fp = fingerprintOf(st);
+    const prev = this.files.get(p);
+    if (prev && prev.fingerprint === fp && !force) return false;
+    let text: string;
+    try {
+      text = await readFile(p, 'utf8');
+    } catch {
+      return false;
+    }
+    // Written to while we read it: read it again once the writer is done.
+    stats.stats++;
+    const after = await stat(p).catch(() => undefined);
+    if (after && fingerprintOf(after) !== fp) {
+      this.onEvent(p, true);
+      return false;
+    }
+    stats.parsed++;
+    const parsed = parseManifestText(text, p);
+    const unusable = parsed.syntaxErrors > 0 || parsed.rejected > 0 || text.trim() === '';
+    if (prev && unusable) {
+      // Half-written (or broken) file: keep what it held before, say why once per version.
+      if (prev.fingerprint !== fp) {
+        for (const w of parsed.warnings) this.warn(w);
+        if (text.trim() === '') this.warn({ source: p, message: 'file is empty (being written?); keeping its last good objects' });
+        else this.warn({ source: p, message: 'file does not parse or validate; keeping its last good objects until it does' });
+      }
+      prev.fingerprint = fp;
+      prev.stale = true;
+      return false;
+    }
+    if (prev && !prev.stale && sameObjects(prev.objects, parsed.objects)) {
+      prev.fingerprint = fp;
+      return false; // touched but unchanged content
+    }
+    for (const w of parsed.warnings) this.warn(w);
+    this.setFile(p, { fingerprint: fp, objects: parsed.objects, stale: false });
+    return true;
+  }
+
+  private dropFile(p: string): boolean {
+    if (!this.files.has(p)) return false;
+    this.setFile(p, undefined);
+    return true;
+  }
+
+  /** Replaces one file's objects (undefined: the file is gone), updating only the objects it defines or defined. */
+  private setFile(p: string, entry: FileEntry | undefined): void {
+    const before = this.files.get(p);
+    if (!before !== !entry) this.sortedPaths = null;
+    if (entry) this.files.set(p, entry);
+    else this.files.delete(p);
+    const keys = new Set<string>();
+    for (const o of before?.objects ?? []) {
+      const k = objectKey(o);
+      if (keys.has(k)) continue;
+      keys.add(k);
+      const rest = (this.defs.get(k) ?? []).filter((d) => d.path !== p);
+      if (rest.length) this.defs.set(k, rest);
+      else this.defs.delete(k);
+    }
+    entry?.objects.forEach((o, index) => {
+      const k = objectKey(o);
+      keys.add(k);
+      const list = this.defs.get(k) ?? [];
+      list.push({ path: p, index, object: o });
+      this.defs.set(k, list);
+    });
+    for (const k of keys) {
+      const list = this.defs.get(k);
+      const win = list ? winner(list) : undefined;
+      if (list && list.length > 1) this.warnDuplicates(list);
+      const [kind, ns, name] = k.split('\u0000') as [StoreKind, string, string];
+      this.store.set(kind, ns, name, win?.object.object as never);
+    }
+  }
+
+  /** An object defined in more than one place: the later definition is used (warned once per pair of places). */
+  private warnDuplicates(list: Def[]): void {
+    const sorted = [...list].sort((a, b) => (laterDef(a, b) ? 1 : -1));
+    for (let i = 1; i < sorted.length; i++) {
+      const first = sorted[i - 1]!;
+      const later = sorted[i]!;
+      const o = later.object;
+      const dedup = `${objectKey(o)}\u0000${first.path}#${first.index}\u0000${later.path}#${later.index}`;
+      if (this.duplicateWarned.has(dedup)) continue;
+      this.duplicateWarned.add(dedup);
+      const name = o.object.meta.namespace ? `${o.object.meta.namespace}/${o.object.meta.name}` : o.object.meta.name;
+      this.warn({ source: later.path, kind: o.kind, object: name, message: `defined again (first in ${first.path}); the later definition is used` });
+    }
+  }
+
+  /** The objects of one kind in use, in file order then position (the order buildState gives). */
+  private *inFileOrder(kind: StoreKind): Generator<never> {
+    this.sortedPaths ??= [...this.files.keys()].sort();
+    for (const p of this.sortedPaths) {
+      const e = this.files.get(p)!;
+      for (let i = 0; i < e.objects.length; i++) {
+        const o = e.objects[i]!;
+        if (o.kind !== kind) continue;
+        const list = this.defs.get(objectKey(o));
+        if (list && list.length > 1) {
+          const win = winner(list);
+          if (win.path !== p || win.index !== i) continue;
+        }
+        yield o.object as never;
+      }
+    }
+  }
+
+  /** One fs.watch per directory under the root; with `all` the list is complete, and watchers of other directories close. */
+  private syncWatchers(dirList: string[], all: boolean): void {
     const dirs = new Set(dirList);
-    for (const [d, w] of this.watchers) {
-      if (!dirs.has(d)) {
-        w.close();
-        this.watchers.delete(d);
+    if (all) {
+      for (const [d, w] of this.watchers) {
+        if (!dirs.has(d)) {
+          w.close();
+          this.watchers.delete(d);
+        }
       }
     }
     for (const d of dirs) {
       if (this.watchers.has(d)) continue;
       try {
-        const w = watch(d, { persistent: false }, (_event, name) => {
-          this.touched.add(name ? join(d, name.toString()) : d);
-          this.requestScan();
-        });
+        const w = watch(d, { persistent: false }, (event, name) => this.onEvent(name ? join(d, name.toString()) : d, event === 'change'));
         w.on('error', () => {
           w.close();
           this.watchers.delete(d);

@@ -138,6 +138,24 @@ export interface ClusterState {
   endpointSlices: EndpointSlice[];
   nodes: Node[];
   pods: Pod[];
+  /**
+   * Set by sources that keep their state incrementally (state-store.ts): what
+   * changed since the snapshot they emitted before this one. Absent: unknown,
+   * compare everything.
+   */
+  delta?: StateDelta;
+}
+
+/** What changed between a snapshot and the one before it (ClusterState.delta). */
+export interface StateDelta {
+  /** The snapshot this one follows; a consumer that did not see that one must not trust `services`. */
+  prev: ClusterState | undefined;
+  /** Services (ns/name) whose Service or EndpointSlices (real or derived from Pods) may have changed. */
+  services: ReadonlySet<string>;
+  /** A Node changed (topology labels, node IPs). */
+  nodes: boolean;
+  /** A Pod changed. */
+  pods: boolean;
 }
 
 /** A problem with one input object: where it came from, which field, what is wrong. */

@@ -10,8 +10,7 @@ import type { ProxyMetrics } from '../server/metrics.js';
 import { sinceInSeconds } from '../server/metrics.js';
 import type { ProxyHealthServer } from '../server/health.js';
 import type { ServiceHealthServer } from '../server/service-health.js';
-import { buildServicePortMap } from './service-port.js';
-import { buildEndpointsMap, localReadyEndpointCount } from './endpoints.js';
+import { HealthCheckPorts } from './health-check-ports.js';
 import type { Logger } from '../util/log.js';
 
 /** Upstream proxyutil.FullSyncPeriod: a periodic full resync at least this often. */
@@ -41,9 +40,11 @@ export class ProxyAgent {
   /** Resolves after each completed sync (tests, `npm start`). */
   syncs = 0;
   private readonly clock: Clock;
+  private readonly healthPorts: HealthCheckPorts;
 
   constructor(private readonly o: AgentOptions) {
     this.clock = o.clock ?? realClock;
+    this.healthPorts = new HealthCheckPorts(o.families, o.nodeName);
     this.tracker = new ChangeTracker(o.nodeName, () => this.clock.now());
     this.runner = new BoundedFrequencyRunner(
       'sync-runner',
@@ -117,7 +118,7 @@ export class ProxyAgent {
       m.syncProxyRulesLastTimestamp.set({ ip_family: r.family }, done / 1000);
       for (const t of changes.since.values()) m.networkProgrammingLatency.observe({ ip_family: r.family }, sinceInSeconds(t, done));
     }
-    await this.updateServiceHealth(state);
+    await this.updateServiceHealth(state, full ? null : changes.since.keys());
     this.syncs++;
     if (failed.length) {
       // Upstream: the trackers are drained; the next sync is full.
@@ -134,25 +135,18 @@ export class ProxyAgent {
     });
   }
 
-  /** Health check node ports for eTP=Local services, with their local ready endpoint counts. */
-  private async updateServiceHealth(state: ClusterState): Promise<void> {
+  /**
+   * Health check node ports for eTP=Local services, with their local ready
+   * endpoint counts: all services on a full sync, else only the changed ones.
+   */
+  private async updateServiceHealth(state: ClusterState, changed: Iterable<string> | null): Promise<void> {
     const sh = this.o.serviceHealth;
     if (!sh) return;
-    const ports = new Map<string, number>();
-    const counts = new Map<string, number>();
-    for (const f of this.o.families) {
-      const spm = buildServicePortMap(state.services, f);
-      const eps = buildEndpointsMap(state.endpointSlices, spm, f, this.o.nodeName);
-      for (const [key, sp] of spm) {
-        if (!sp.healthCheckNodePort) continue;
-        const nsn = `${sp.namespace}/${sp.name}`;
-        ports.set(nsn, sp.healthCheckNodePort);
-        counts.set(nsn, localReadyEndpointCount(eps.get(key)));
-      }
-    }
+    if (changed) this.healthPorts.update(state, changed);
+    else this.healthPorts.full(state);
     try {
-      await sh.syncServices(ports);
-      sh.syncEndpoints(counts);
+      await sh.syncServices(this.healthPorts.ports);
+      sh.syncEndpoints(this.healthPorts.counts);
     } catch (e) {
       this.o.log.warn('health check node ports', { error: e });
     }

@@ -5,6 +5,7 @@
 // changed: topology), counts for the metrics, and for each changed service
 // when its change first reached kproxy (network-programming latency).
 import type { ClusterState, EndpointSlice, Node, Service } from '../k8s/types.js';
+import { serviceObjects } from '../k8s/state-index.js';
 import { servicePortNameString } from './service-port.js';
 
 export interface PendingChanges {
@@ -76,6 +77,10 @@ export class ChangeTracker {
   private nodeFp: string | undefined;
   private first = true;
   private pending: PendingChanges = ChangeTracker.empty();
+  /** The snapshot seen last: a snapshot whose delta follows it names everything that changed. */
+  private lastState: ClusterState | undefined;
+  /** How the last update worked (tests, benchmarks): per changed service, or a walk of the whole snapshot. */
+  lastUpdate: { mode: 'delta' | 'walk'; services: number } = { mode: 'walk', services: 0 };
   /** Cumulative counters (kubeproxy_sync_proxy_rules_{service,endpoint}_changes_total). */
   serviceChangesTotal = 0;
   endpointChangesTotal = 0;
@@ -98,8 +103,81 @@ export class ChangeTracker {
 
   /** Records a new snapshot; returns the number of services whose rules may change. */
   update(state: ClusterState): number {
+    const prev = this.lastState;
+    this.lastState = state;
+    const d = state.delta;
+    if (!this.first && d && prev && d.prev === prev) return this.updateDelta(state, d.services, d.nodes);
+    return this.walk(state);
+  }
+
+  /**
+   * A snapshot from an incremental source: only the services its delta names
+   * are compared (O(change)); the entries of the others stay as they are.
+   */
+  private updateDelta(state: ClusterState, names: ReadonlySet<string>, nodes: boolean): number {
     const t = this.now();
+    const gen = ++this.gen;
+    const touched = new Map<string, Service | undefined>();
+    let svcChanges = 0;
+    let epChanges = 0;
+    for (const k of names) {
+      const objs = serviceObjects(state, k);
+      const e = this.entry(k, gen);
+      const s = objs.service;
+      if (e.svc !== s) {
+        const f = s ? fingerprint(s) : undefined;
+        if (f !== e.svcFp) {
+          touched.set(k, e.svc);
+          svcChanges++;
+        }
+        e.svc = s;
+        e.svcFp = f;
+      }
+      const next = objs.slices.length > 1 ? [...objs.slices].sort(byName) : objs.slices;
+      if (!sameObjects(e.slices, next)) {
+        const f = next.map(fingerprint).join('\n');
+        if (f !== e.slicesFp) {
+          if (!touched.has(k)) touched.set(k, e.svc);
+          epChanges++;
+        }
+        e.slices = next;
+        e.slicesFp = f;
+      }
+      if (!e.svc && !e.slices.length) this.entries.delete(k);
+    }
+    if (nodes) this.checkNode(state);
+    this.lastUpdate = { mode: 'delta', services: names.size };
+    return this.record(touched, t, svcChanges, epChanges);
+  }
+
+  private checkNode(state: ClusterState): void {
+    const node: Node | undefined = state.nodes.find((n) => n.meta.name === this.nodeName);
+    const nodeFp = node ? JSON.stringify(node.meta.labels) : '';
+    if (this.first || nodeFp !== this.nodeFp) this.pending.full = true;
+    this.first = false;
+    this.nodeFp = nodeFp;
+  }
+
+  /** Adds the touched services (ns/name → the Service before the change) to the pending changes. */
+  private record(touched: Map<string, Service | undefined>, t: number, svcChanges: number, epChanges: number): number {
     const p = this.pending;
+    for (const [k, before] of touched) {
+      const after = this.entries.get(k)?.svc;
+      for (const key of portKeys(before)) p.changed.add(key);
+      for (const key of portKeys(after)) p.changed.add(key);
+      if (hasUDP(before) || hasUDP(after)) p.udp = true;
+      if (!p.since.has(k)) p.since.set(k, t);
+    }
+    p.serviceChanges += svcChanges;
+    p.endpointChanges += epChanges;
+    this.serviceChangesTotal += svcChanges;
+    this.endpointChangesTotal += epChanges;
+    return touched.size;
+  }
+
+  /** Any snapshot: compares every service in it with what the tracker holds (O(cluster), cheap per unchanged object). */
+  private walk(state: ClusterState): number {
+    const t = this.now();
     const gen = ++this.gen;
     /** Changed services (ns/name) → the Service before the change. */
     const touched = new Map<string, Service | undefined>();
@@ -150,24 +228,9 @@ export class ChangeTracker {
       if (e.gen !== gen || (!e.svc && !e.slices.length)) this.entries.delete(k);
     }
 
-    const node: Node | undefined = state.nodes.find((n) => n.meta.name === this.nodeName);
-    const nodeFp = node ? JSON.stringify(node.meta.labels) : '';
-    if (this.first || nodeFp !== this.nodeFp) p.full = true;
-    this.first = false;
-
-    for (const [k, before] of touched) {
-      const after = this.entries.get(k)?.svc;
-      for (const key of portKeys(before)) p.changed.add(key);
-      for (const key of portKeys(after)) p.changed.add(key);
-      if (hasUDP(before) || hasUDP(after)) p.udp = true;
-      if (!p.since.has(k)) p.since.set(k, t);
-    }
-    p.serviceChanges += svcChanges;
-    p.endpointChanges += epChanges;
-    this.serviceChangesTotal += svcChanges;
-    this.endpointChangesTotal += epChanges;
-    this.nodeFp = nodeFp;
-    return touched.size;
+    this.checkNode(state);
+    this.lastUpdate = { mode: 'walk', services: this.entries.size };
+    return this.record(touched, t, svcChanges, epChanges);
   }
 
   /** Pending counts (kubeproxy_sync_proxy_rules_{service,endpoint}_changes_pending). */

@@ -373,7 +373,7 @@ test('IptablesSyncer: after a failed restore, a full sync rewrites chains whose 
 });
 
 test('incremental render + partial syncs over the real renderer equal a full render', async () => {
-  const state = syntheticState(60, 3);
+  let state = syntheticState(60, 3);
   const k = new FakeKernel();
   const syncer = new IptablesSyncer({ tools, kernel: k, stageLines: 200 });
   const renderer = new IncrementalRenderer('IPv4');
@@ -384,7 +384,8 @@ test('incremental render + partial syncs over the real renderer equal a full ren
   assert.ok(k.restores.length > 3, 'first sync staged');
   for (let c = 0; c < 25; c++) {
     const i = (c * 7) % 60;
-    state.endpointSlices = state.endpointSlices.slice();
+    // A new snapshot per change, as sources emit them (its index is built for it).
+    state = { ...state, endpointSlices: state.endpointSlices.slice() };
     if (c % 5 === 4) {
       state.services = state.services.filter((_, j) => j !== i);
     } else state.endpointSlices[i] = syntheticSlice(i, 1 + (c % 5), c);

@@ -10,6 +10,8 @@ import type { IptablesRuleset } from './model.js';
 import { LARGE_CLUSTER_ENDPOINTS_THRESHOLD, renderFamily, type RenderOptions } from './render.js';
 import { buildServicePortMap } from '../../proxy/service-port.js';
 import { buildEndpointsMap } from '../../proxy/endpoints.js';
+import { serviceObjects } from '../../k8s/state-index.js';
+import type { ServicePortRules } from './model.js';
 
 function nsName(ns: string, name: string): string {
   return `${ns}/${name}`;
@@ -30,6 +32,41 @@ function endpointCounts(state: ClusterState, family: IPFamily, nodeName: string)
 function keyService(key: string): string {
   const c = key.indexOf(':');
   return c < 0 ? key : key.slice(0, c);
+}
+
+function byKey(a: ServicePortRules, b: ServicePortRules): number {
+  return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
+}
+
+/** First index in sorted `list` whose key is not below `key`. */
+function lowerBound(list: readonly ServicePortRules[], key: string): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (list[mid]!.key < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * `last` (sorted by key) without the ports of the services in `touched`, with
+ * `fresh` put in their places: a copy of the array plus a binary search per
+ * changed port, instead of filtering and re-sorting every service.
+ */
+function mergeSorted(last: readonly ServicePortRules[], touched: ReadonlySet<string>, fresh: readonly ServicePortRules[]): ServicePortRules[] {
+  const out = last.slice();
+  for (const nsn of touched) {
+    // A service's port keys ("ns/name", "ns/name:port") all start with "ns/name",
+    // and keys with that prefix sort together (with those of "ns/name-2" and the like among them).
+    for (let i = lowerBound(out, nsn); i < out.length && out[i]!.key.startsWith(nsn); ) {
+      if (keyService(out[i]!.key) === nsn) out.splice(i, 1);
+      else i++;
+    }
+  }
+  for (const s of [...fresh].sort(byKey)) out.splice(lowerBound(out, s.key), 0, s);
+  return out;
 }
 
 export class IncrementalRenderer {
@@ -57,12 +94,13 @@ export class IncrementalRenderer {
     const last = this.last;
     if (!last) return this.full(state, opts);
     const set = new Set(touched);
-    const sub: ClusterState = {
-      services: state.services.filter((s) => set.has(nsName(s.meta.namespace, s.meta.name))),
-      endpointSlices: state.endpointSlices.filter((s) => set.has(nsName(s.meta.namespace, s.serviceName))),
-      nodes: state.nodes,
-      pods: [],
-    };
+    // The changed services' own objects, from the snapshot's index (no scan of the cluster).
+    const sub: ClusterState = { services: [], endpointSlices: [], nodes: state.nodes, pods: [] };
+    for (const k of set) {
+      const o = serviceObjects(state, k);
+      if (o.service) sub.services.push(o.service);
+      for (const sl of o.slices) sub.endpointSlices.push(sl);
+    }
     const subCounts = endpointCounts(sub, this.family, opts.nodeName);
     for (const k of set) {
       this.total -= this.counts.get(k) ?? 0;
@@ -75,9 +113,7 @@ export class IncrementalRenderer {
     }
     const large = this.total > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
     const rs = renderFamily(sub, { ...opts, largeClusterMode: large }, this.family);
-    const services = last.services.filter((s) => !set.has(keyService(s.key)));
-    for (const s of rs.services) services.push(s);
-    services.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    const services = mergeSorted(last.services, set, rs.services);
     const merged: IptablesRuleset = { ...rs, services, endpointCount: this.total, largeClusterMode: large };
     this.last = merged;
     return merged;
