@@ -9,6 +9,7 @@ import { register as resolve } from './resolve.js';
 import { register as doctor } from './doctor.js';
 import { register as lab } from './lab.js';
 import { register as demo } from './demo.js';
+import { pflagBooleans } from './pflag.js';
 
 // `kproxy … | head` closes the pipe early: that is the reader's choice, not an error.
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
@@ -25,7 +26,7 @@ const program = new Command('kproxy')
 for (const reg of [render, trace, run, dns, resolve, doctor, lab, demo]) reg(program);
 
 try {
-  await program.parseAsync(process.argv);
+  await program.parseAsync(pflagBooleans(program, process.argv));
 } catch (e) {
   if (e instanceof CommanderError) process.exit(e.exitCode);
   process.stderr.write(`kproxy: ${e instanceof Error ? e.message : String(e)}\n`);
