@@ -5,6 +5,7 @@
 // which pod answered each; then everything is removed, also on Ctrl-C or error.
 // Where namespaces cannot be made (not Linux, not root, no iproute2) it says why
 // and prints the rules `kproxy render` produces for the same folder instead.
+import { COMMANDS } from './commands.js';
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -152,7 +153,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
 export function register(program: Command): void {
   program
     .command('demo')
-    .description("the seeds' hello-world Service for real: a node, three pods and a client in network namespaces, kproxy run in the node, requests to the ClusterIP and NodePort (what `npm start` runs)")
+    .description(COMMANDS.demo.description)
     .option('--manifests <dir>', 'the scenario', defaultDemoManifests)
     .option('-n, --requests <n>', 'requests per path (pod→ClusterIP, node→ClusterIP, client→NodePort)', (v) => {
       const x = Number(v);

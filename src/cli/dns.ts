@@ -1,8 +1,8 @@
 // `kproxy dns`: the cluster DNS server (CoreDNS's kubernetes plugin schema)
 // fed by a manifests folder or the API server.
+import { COMMANDS } from './commands.js';
 import { InvalidArgumentError, type Command } from 'commander';
 import { ManifestSource } from '../k8s/manifest-source.js';
-import { ApiSource } from '../k8s/api-source.js';
 import type { ClusterSource } from '../k8s/source.js';
 import { formatWarning } from '../k8s/types.js';
 import { startDnsServer, type DnsServerOptions } from '../dns/server.js';
@@ -57,9 +57,7 @@ export function dnsServerOptions(o: Pick<DnsCliOptions, 'zone' | 'listen' | 'ttl
 export function register(program: Command): void {
   program
     .command('dns')
-    .description(
-      'serve cluster DNS (the Kubernetes DNS schema, as CoreDNS\'s kubernetes plugin) for Services, EndpointSlices and Pods from a manifests folder or the API server',
-    )
+    .description(COMMANDS.dns.description)
     .option('--manifests <dir>', 'watch a folder of manifests (YAML/JSON)')
     .option('--kubeconfig <file>', 'read the cluster from the API server with this kubeconfig (neither flag: in-cluster config)')
     .option('--master <url>', 'API server URL, overriding the kubeconfig')
@@ -75,6 +73,8 @@ export function register(program: Command): void {
       let source: ClusterSource;
       if (o.manifests) source = new ManifestSource({ dir: o.manifests });
       else {
+        // The API client is loaded only when an API server is used (it takes most of a second).
+        const { ApiSource } = await import('../k8s/api-source.js');
         source = new ApiSource({
           nodeName: process.env.NODE_NAME ?? hostname(),
           pods: o.pods === 'verified',

@@ -1,4 +1,5 @@
 // `kproxy doctor`: the seeds' troubleshooting checklist, run by the machine.
+import { COMMANDS } from './commands.js';
 import type { Command } from 'commander';
 import { loadManifests } from '../k8s/load.js';
 import { formatWarning, type ClusterState } from '../k8s/types.js';
@@ -53,7 +54,7 @@ async function loadState(o: DoctorCliOptions, nodeName: string): Promise<Cluster
 export function register(program: Command): void {
   const cmd = program
     .command('doctor')
-    .description("check this node's Service networking: kernel settings, rules, drift, reachability, DNS, the agent")
+    .description(COMMANDS.doctor.description)
     .option('--manifests <dir>', 'the cluster state from a folder of manifests')
     .option('--kubeconfig <file>', 'the cluster state from an API server')
     .option('--master <url>', 'API server URL (overrides the kubeconfig)')

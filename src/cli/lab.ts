@@ -1,4 +1,5 @@
 // `kproxy lab`: a cluster of network namespaces on this machine (src/lab/cluster.ts).
+import { COMMANDS } from './commands.js';
 import { spawn } from 'node:child_process';
 import { Command, Option } from 'commander';
 import {
@@ -38,7 +39,7 @@ function alive(pid: number | undefined): boolean {
 export function register(program: Command): void {
   const lab = program
     .command('lab')
-    .description('a small cluster made of network namespaces on this machine, to watch Service traffic with real packets (needs root)');
+    .description(COMMANDS.lab.description);
 
   lab
     .command('up')

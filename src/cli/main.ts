@@ -1,15 +1,9 @@
 #!/usr/bin/env node
-// The `kproxy` command: one file per subcommand in this folder, each exporting register().
+// The `kproxy` command: one file per subcommand in this folder, each exporting
+// register(), listed in commands.ts.
 import { Command, CommanderError } from 'commander';
-import { register as render } from './render.js';
-import { register as trace } from './trace.js';
-import { register as run } from './run.js';
-import { register as dns } from './dns.js';
-import { register as resolve } from './resolve.js';
-import { register as doctor } from './doctor.js';
-import { register as lab } from './lab.js';
-import { register as demo } from './demo.js';
 import { pflagBooleans } from './pflag.js';
+import { COMMANDS } from './commands.js';
 
 // `kproxy … | head` closes the pipe early: that is the reader's choice, not an error.
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
@@ -23,7 +17,14 @@ const program = new Command('kproxy')
   .showHelpAfterError()
   .exitOverride();
 
-for (const reg of [render, trace, run, dns, resolve, doctor, lab, demo]) reg(program);
+// Only the command being run (or asked about: `kproxy help X`, `kproxy X --help`) is
+// loaded; the others are listed by name and description for the top-level help.
+const words = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+const wanted = words[0] === 'help' ? words[1] : words[0];
+for (const [name, c] of Object.entries(COMMANDS)) {
+  if (name === wanted) (await c.load()).register(program);
+  else program.command(name).description(c.description);
+}
 
 try {
   await program.parseAsync(pflagBooleans(program, process.argv));

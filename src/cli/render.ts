@@ -1,6 +1,7 @@
 // `kproxy render [options] PATH...`: the rules kube-proxy would write on one
 // node for the given manifests, printed as iptables-restore input in the
 // canonical order upstream's tests compare (or upstream's write order, --raw).
+import { COMMANDS } from './commands.js';
 import type { Command } from 'commander';
 import { loadManifests } from '../k8s/load.js';
 import { formatWarning, type ClusterState, type IPFamily } from '../k8s/types.js';
@@ -105,7 +106,7 @@ export async function runRender(paths: string[], o: RenderCliOptions): Promise<{
 export function register(program: Command): void {
   const cmd = program
     .command('render')
-    .description("print the iptables-restore payload kube-proxy would write on one node for these manifests")
+    .description(COMMANDS.render.description)
     .argument('<paths...>', 'manifest files or folders (YAML/JSON, multi-document, kind: List); "-" for stdin')
     .option('--ipvs-scheduler <name>', 'IPVS scheduler for --proxy-mode ipvs: rr (default), wrr, lc, wlc, sed, nq, dh, sh, mh')
     .option('--random-fully <auto|true|false>', 'MASQUERADE --random-fully (auto: when the installed iptables is >= 1.6.2)', 'auto')

@@ -1,6 +1,7 @@
 // `kproxy resolve NAME --namespace NS`: the resolv.conf kubelet would give a
 // pod with that dnsPolicy, then each query its resolver sends, in order, with
 // each answer, ending with what nslookup in the pod would print.
+import { COMMANDS } from './commands.js';
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import { defaultSender, formatResolvConf, parseResolvConf, podResolvConf, searchCandidates, walk, type DnsPolicy } from '../dns/resolver-sim.js';
@@ -57,7 +58,7 @@ export function formatRecord(a: dnsPacket.Answer): string {
 export function register(program: Command): void {
   program
     .command('resolve')
-    .description("show what a pod's resolver does with NAME: the resolv.conf kubelet writes for its dnsPolicy, then every query it sends, in order")
+    .description(COMMANDS.resolve.description)
     .argument('<name>', 'the name as the pod would look it up (e.g. kubernetes, tiller-deploy.kube-system)')
     .option('-n, --namespace <ns>', "the pod's namespace", 'default')
     .option('--dns-policy <policy>', 'ClusterFirst | ClusterFirstWithHostNet | Default | None', parsePolicy, 'ClusterFirst')

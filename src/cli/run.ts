@@ -2,6 +2,7 @@
 // keeps the node's rules in step (iptables mode by default), serves
 // /healthz, /livez, /metrics and the health check node ports, and leaves the
 // rules in place when it stops (SIGTERM/SIGINT), as kube-proxy does.
+import { COMMANDS } from './commands.js';
 import type { Command } from 'commander';
 import type { ClusterSource } from '../k8s/source.js';
 import type { IPFamily } from '../k8s/types.js';
@@ -191,7 +192,7 @@ export async function runAgent(o: RunCliOptions): Promise<void> {
 export function register(program: Command): void {
   const cmd = program
     .command('run')
-    .description('the node agent: keep this node\'s rules in step with Services and EndpointSlices (kube-proxy flags)')
+    .description(COMMANDS.run.description)
     .option('--manifests <dir>', 'watch a folder of YAML/JSON manifests instead of an API server')
     .option('--kubeconfig <file>', 'kubeconfig of the API server (default: in-cluster)')
     .option('--master <url>', 'API server URL (overrides the kubeconfig)')

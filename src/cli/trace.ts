@@ -1,4 +1,5 @@
 // `kproxy trace`: where a packet goes through an iptables dump, and why.
+import { COMMANDS } from './commands.js';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { formatJson, formatMermaid, formatText } from '../netfilter/format.js';
@@ -44,7 +45,7 @@ function hostAndPort(s: string, what: string): { host: string; port?: number } {
 export function register(program: Command): void {
   program
     .command('trace')
-    .description('simulate a packet through an iptables-save dump or an `iptables -L` listing: every rule it meets, every outcome with its probability')
+    .description(COMMANDS.trace.description)
     .requiredOption('--rules <file>', 'iptables-save / ip6tables-save output or an `iptables -n -v -L` listing ("-" for stdin)')
     .requiredOption('--dst <ip:port>', 'destination (IP:PORT, or IP for icmp)')
     .option('--src <ip[:port]>', 'source (default: 203.0.113.2 for arriving packets, the node address for local ones)')
