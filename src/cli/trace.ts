@@ -5,13 +5,14 @@ import type { Command } from 'commander';
 import { formatJson, formatMermaid, formatText } from '../netfilter/format.js';
 import { loadRuleset, parseIpsetSave, trace, type TraceRequest } from '../netfilter/index.js';
 import { isTableName } from '../netfilter/ruleset.js';
-import type { Proto } from '../netfilter/simulate.js';
+import type { Proto, TraceResult } from '../netfilter/simulate.js';
 import { splitHostPort } from '../util/ip.js';
 import { withIpvs } from '../netfilter/ipvs.js';
 
 interface TraceOpts {
   rules: string;
-  dst: string;
+  dst?: string;
+  packets?: string;
   src?: string;
   proto: string;
   from: string;
@@ -36,6 +37,33 @@ function readInput(path: string): string {
   }
 }
 
+/** One packet of --packets (or of --dst/--src/--proto/--from/--reply). */
+interface PacketSpec {
+  dst: string;
+  src?: string;
+  proto?: string;
+  from?: string;
+  reply?: boolean;
+}
+
+const PACKET_KEYS = new Set(['dst', 'src', 'proto', 'from', 'reply']);
+
+function parsePacket(line: string): PacketSpec {
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch (e) {
+    throw new Error(`not a JSON object: ${(e as Error).message}`);
+  }
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('not a JSON object');
+  const o = v as Record<string, unknown>;
+  for (const k of Object.keys(o)) if (!PACKET_KEYS.has(k)) throw new Error(`unknown key "${k}" (known: ${[...PACKET_KEYS].join(', ')})`);
+  if (typeof o.dst !== 'string') throw new Error('"dst" (a string, IP:PORT) is required');
+  for (const k of ['src', 'proto', 'from'] as const) if (o[k] !== undefined && typeof o[k] !== 'string') throw new Error(`"${k}" must be a string`);
+  if (o.reply !== undefined && typeof o.reply !== 'boolean') throw new Error('"reply" must be true or false');
+  return o as unknown as PacketSpec;
+}
+
 function hostAndPort(s: string, what: string): { host: string; port?: number } {
   const hp = splitHostPort(s);
   if (hp.port !== undefined && (!Number.isInteger(hp.port) || hp.port < 0 || hp.port > 65535)) throw new Error(`${what} "${s}": bad port`);
@@ -47,7 +75,8 @@ export function register(program: Command): void {
     .command('trace')
     .description(COMMANDS.trace.description)
     .requiredOption('--rules <file>', 'iptables-save / ip6tables-save output or an `iptables -n -v -L` listing ("-" for stdin)')
-    .requiredOption('--dst <ip:port>', 'destination (IP:PORT, or IP for icmp)')
+    .option('--dst <ip:port>', 'destination (IP:PORT, or IP for icmp)')
+    .option('--packets <file>', 'many packets, one JSON object a line ({"dst":…,"src":…,"proto":…,"from":…,"reply":…}; "-" for stdin): one JSON result a line, the dump loaded once')
     .option('--src <ip[:port]>', 'source (default: 203.0.113.2 for arriving packets, the node address for local ones)')
     .option('--proto <proto>', 'tcp, udp, sctp or icmp', 'tcp')
     .option('--from <where>', 'external (arrives on eth0), local (a process on the node), or an interface name', 'external')
@@ -61,37 +90,69 @@ export function register(program: Command): void {
     .option('--ipvs <file>', '`ipvsadm -Sn` (or -Ln) dump: packets delivered to a virtual service go to the real server(s) its scheduler picks')
     .action((o: TraceOpts) => {
       if (!['text', 'json', 'mermaid'].includes(o.format)) throw new Error(`--format must be text, json or mermaid, not "${o.format}"`);
-      const proto = o.proto.toLowerCase();
-      if (!['tcp', 'udp', 'sctp', 'icmp', 'icmpv6'].includes(proto)) throw new Error(`--proto must be tcp, udp, sctp or icmp, not "${o.proto}"`);
       if (o.table !== undefined && !isTableName(o.table)) throw new Error(`--table must be raw, mangle, nat, filter or security, not "${o.table}"`);
+      if (o.packets === undefined && o.dst === undefined) throw new Error('give --dst (one packet) or --packets FILE (many)');
+      if (o.packets !== undefined && o.dst !== undefined) throw new Error('--dst and --packets exclude each other');
+      if (o.packets === '-' && o.rules === '-') throw new Error('--rules and --packets cannot both be stdin');
       const text = readInput(o.rules);
       const source = o.rules === '-' ? 'stdin' : o.rules;
       const rs = loadRuleset(text, { source, table: o.table as never });
-      const dst = hostAndPort(o.dst, '--dst');
-      const src = o.src ? hostAndPort(o.src, '--src') : undefined;
+      for (const w of rs.warnings) process.stderr.write(`kproxy trace: warning: ${source}:${w.line}: ${w.message}\n`);
       const recent: [string, string][] = o.recent.map((r) => {
         const eq = r.indexOf('=');
         if (eq <= 0) throw new Error(`--recent "${r}": expected NAME=IP`);
         return [r.slice(0, eq), r.slice(eq + 1)];
       });
-      const req: TraceRequest = {
-        proto: proto as Proto,
-        dst: dst.host,
-        dport: dst.port,
-        src: src?.host,
-        sport: src?.port,
-        from: o.from,
-        localIps: o.localIp,
-        routes: o.route,
-        ipsets: o.ipset ? parseIpsetSave(readInput(o.ipset), o.ipset) : null,
-        recent,
-        reply: !!o.reply,
+      const ipsets = o.ipset ? parseIpsetSave(readInput(o.ipset), o.ipset) : null;
+      const ipvsText = o.ipvs ? readInput(o.ipvs) : undefined;
+      const traceOne = (p: PacketSpec): TraceResult => {
+        const proto = (p.proto ?? 'tcp').toLowerCase();
+        if (!['tcp', 'udp', 'sctp', 'icmp', 'icmpv6'].includes(proto)) throw new Error(`proto must be tcp, udp, sctp or icmp, not "${p.proto}"`);
+        const dst = hostAndPort(p.dst, 'dst');
+        const src = p.src ? hostAndPort(p.src, 'src') : undefined;
+        const req: TraceRequest = {
+          proto: proto as Proto,
+          dst: dst.host,
+          dport: dst.port,
+          src: src?.host,
+          sport: src?.port,
+          from: p.from ?? 'external',
+          localIps: o.localIp,
+          routes: o.route,
+          ipsets,
+          recent,
+          reply: !!p.reply,
+        };
+        const ipvsNotes = ipvsText !== undefined ? withIpvs(req, rs, ipvsText, o.ipvs!) : undefined;
+        const result = trace(rs, req);
+        if (ipvsNotes) result.notes.push(...ipvsNotes());
+        return result;
       };
-      const ipvsNotes = o.ipvs ? withIpvs(req, rs, readInput(o.ipvs), o.ipvs) : undefined;
-      const result = trace(rs, req);
-      if (ipvsNotes) result.notes.push(...ipvsNotes());
-      for (const w of rs.warnings) process.stderr.write(`kproxy trace: warning: ${source}:${w.line}: ${w.message}\n`);
-      const out = o.format === 'json' ? formatJson(result) : o.format === 'mermaid' ? formatMermaid(result) : formatText(result);
-      process.stdout.write(out);
+      if (o.packets === undefined) {
+        const result = traceOne({ dst: o.dst!, src: o.src, proto: o.proto, from: o.from, reply: o.reply });
+        const out = o.format === 'json' ? formatJson(result) : o.format === 'mermaid' ? formatMermaid(result) : formatText(result);
+        process.stdout.write(out);
+        return;
+      }
+      if (o.format !== 'json') throw new Error('--packets writes JSON lines: use --format json');
+      const where = o.packets === '-' ? 'stdin' : o.packets;
+      const lines = readInput(o.packets).split('\n');
+      let failed = 0;
+      for (let i = 0; i < lines.length; i++) {
+        const line = lines[i]!.trim();
+        if (!line || line.startsWith('#')) continue;
+        let out: object;
+        try {
+          out = { version: 1, line: i + 1, ...traceOne(parsePacket(line)) };
+        } catch (e) {
+          failed++;
+          out = { version: 1, line: i + 1, error: `${where}:${i + 1}: ${(e as Error).message}` };
+        }
+        process.stdout.write(JSON.stringify(out) + '\n');
+      }
+      if (failed) {
+        process.stderr.write(`kproxy trace: ${failed} packet line(s) of ${where} could not be traced (see their "error")\n`);
+        process.exitCode = 1;
+      }
     });
 }
