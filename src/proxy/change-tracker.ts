@@ -133,21 +133,23 @@ export class ChangeTracker {
         e.svc = s;
         e.svcFp = f;
       }
-      const next = objs.slices.length > 1 ? [...objs.slices].sort(byName) : objs.slices;
-      if (!sameObjects(e.slices, next)) {
-        const f = next.map(fingerprint).join('\n');
-        if (f !== e.slicesFp) {
-          if (!touched.has(k)) touched.set(k, e.svc);
-          epChanges++;
-        }
-        e.slices = next;
-        e.slicesFp = f;
-      }
+      if (this.takeSlices(k, e, objs.slices.length > 1 ? [...objs.slices].sort(byName) : objs.slices, touched)) epChanges++;
       if (!e.svc && !e.slices.length) this.entries.delete(k);
     }
     if (nodes) this.checkNode(state);
     this.lastUpdate = { mode: 'delta', services: names.size };
     return this.record(touched, t, svcChanges, epChanges);
+  }
+
+  /** Stores a service's slices (sorted by name); true when their content changed (the service is then touched). */
+  private takeSlices(k: string, e: Entry, next: EndpointSlice[], touched: Map<string, Service | undefined>): boolean {
+    if (sameObjects(e.slices, next)) return false;
+    const f = next.map(fingerprint).join('\n');
+    const changed = f !== e.slicesFp;
+    if (changed && !touched.has(k)) touched.set(k, e.svc);
+    e.slices = next;
+    e.slicesFp = f;
+    return changed;
   }
 
   private checkNode(state: ClusterState): void {
@@ -216,15 +218,7 @@ export class ChangeTracker {
       const next = e.nextGen === gen ? e.next : [];
       e.next = [];
       if (next.length > 1) next.sort(byName);
-      if (!sameObjects(e.slices, next)) {
-        const f = next.map(fingerprint).join('\n');
-        if (f !== e.slicesFp) {
-          if (!touched.has(k)) touched.set(k, e.svc);
-          epChanges++;
-        }
-        e.slices = next;
-        e.slicesFp = f;
-      }
+      if (this.takeSlices(k, e, next, touched)) epChanges++;
       if (e.gen !== gen || (!e.svc && !e.slices.length)) this.entries.delete(k);
     }
 
