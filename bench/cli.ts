@@ -37,31 +37,39 @@ function measure(label: string, args: string[], runs: number): void {
   );
 }
 
-/** Raw manifests (a v1 List) for n ClusterIP services with `eps` endpoints each, as `kubectl get -o json` gives them. */
+/** Service i of the synthetic cluster, as `kubectl get -o json` gives it. */
+export function serviceManifest(i: number): object {
+  const name = `svc-${i}`;
+  const ip = `10.${96 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { namespace: 'bench', name },
+    spec: { type: 'ClusterIP', clusterIP: ip, clusterIPs: [ip], ipFamilies: ['IPv4'], selector: { app: name }, ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080 }] },
+  };
+}
+
+/** Service i's EndpointSlice with `eps` endpoints; `shift` moves its last endpoint to a new address (a change). */
+export function sliceManifest(i: number, eps: number, shift = 0): object {
+  const name = `svc-${i}`;
+  const endpoints = Array.from({ length: eps }, (_, j) => {
+    const k = i * eps + j + (j === eps - 1 ? shift * 1_000_000 : 0);
+    return { addresses: [`10.${128 + ((k >> 16) & 127)}.${(k >> 8) & 255}.${k & 255}`], conditions: { ready: true, serving: true, terminating: false }, nodeName: `node-${k % 50}` };
+  });
+  return {
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { namespace: 'bench', name: `${name}-abcde`, labels: { 'kubernetes.io/service-name': name } },
+    addressType: 'IPv4',
+    endpoints,
+    ports: [{ name: 'http', protocol: 'TCP', port: 8080 }],
+  };
+}
+
+/** Raw manifests (a v1 List) for n ClusterIP services with `eps` endpoints each. */
 export function manifestList(n: number, eps: number): string {
-  const items: unknown[] = [];
-  for (let i = 0; i < n; i++) {
-    const name = `svc-${i}`;
-    const ip = `10.${96 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
-    items.push({
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { namespace: 'bench', name },
-      spec: { type: 'ClusterIP', clusterIP: ip, clusterIPs: [ip], ipFamilies: ['IPv4'], selector: { app: name }, ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080 }] },
-    });
-    const endpoints = Array.from({ length: eps }, (_, j) => {
-      const k = i * eps + j;
-      return { addresses: [`10.${128 + (k >> 16)}.${(k >> 8) & 255}.${k & 255}`], conditions: { ready: true, serving: true, terminating: false }, nodeName: `node-${k % 50}` };
-    });
-    items.push({
-      apiVersion: 'discovery.k8s.io/v1',
-      kind: 'EndpointSlice',
-      metadata: { namespace: 'bench', name: `${name}-abcde`, labels: { 'kubernetes.io/service-name': name } },
-      addressType: 'IPv4',
-      endpoints,
-      ports: [{ name: 'http', protocol: 'TCP', port: 8080 }],
-    });
-  }
+  const items: object[] = [];
+  for (let i = 0; i < n; i++) items.push(serviceManifest(i), sliceManifest(i, eps));
   return JSON.stringify({ apiVersion: 'v1', kind: 'List', items });
 }
 

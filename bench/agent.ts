@@ -1,0 +1,102 @@
+// `npm run bench -- agent [--services=1000,10000] [--changes=20]`: the node agent
+// end to end, as a user runs it: `kproxy run --manifests DIR` (iptables mode) in a
+// fresh network namespace, timed from process start to the first full sync, then
+// one EndpointSlice file renamed over at a time, timed from the rename until the
+// agent reports the changed rules programmed ("synced changed rules": its
+// restores have returned). Changes are spaced past the 1 s minimum sync
+// period, which would otherwise hold each one back. Peak RSS of the agent is read from /proc.
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { Topology, isRoot, runPrefix } from '../src/lab/netns.js';
+import { serviceManifest, sliceManifest } from './cli.js';
+
+const root = new URL('../../', import.meta.url).pathname;
+const main = join(root, 'dist/src/cli/main.js');
+
+function arg(args: string[], name: string, def: string): string {
+  const a = args.find((x) => x.startsWith(`--${name}=`));
+  return a ? a.slice(name.length + 3) : def;
+}
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+}
+
+function peakRssMiB(pid: number): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+async function one(services: number, changes: number): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'kproxy-bench-agent-'));
+  const topo = new Topology(runPrefix('ka'));
+  let child: ReturnType<typeof spawn> | undefined;
+  try {
+    writeFileSync(join(dir, 'services.json'), JSON.stringify({ apiVersion: 'v1', kind: 'List', items: Array.from({ length: services }, (_, i) => serviceManifest(i)) }));
+    mkdirSync(join(dir, 'slices'));
+    for (let i = 0; i < services; i++) writeFileSync(join(dir, 'slices', `svc-${i}.json`), JSON.stringify(sliceManifest(i, 10)));
+    const ns = await topo.netns('node');
+    const t0 = performance.now();
+    child = spawn('ip', ['netns', 'exec', ns.name, process.execPath, main, 'run', '--manifests', dir, '--hostname-override', 'node-0', '--node-ip', '192.168.99.1', '--cluster-cidr', '10.128.0.0/9', '--v', '1', '--healthz-bind-address', '', '--metrics-bind-address', ''], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const waiters: { match: string; resolve: (t: number) => void }[] = [];
+    /** The agent's own "ms" of each sync it reports: the backend's sync alone, without the source and tracker. */
+    const syncMs: number[] = [];
+    const errors: string[] = [];
+    createInterface({ input: child.stderr! }).on('line', (line) => {
+      const t = performance.now();
+      if (/"level":"error"|^ERROR/.test(line)) errors.push(line);
+      const w = waiters[0];
+      if (w && line.includes(w.match)) {
+        const ms = /"ms":(\d+)/.exec(line) ?? / ms=(\d+)/.exec(line);
+        if (ms) syncMs.push(Number(ms[1]));
+        if (process.env.KPROXY_BENCH_LOG) process.stderr.write(line + '\n');
+        waiters.shift();
+        w.resolve(t);
+      }
+    });
+    const until = (match: string, ms: number): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no "${match}" within ${ms} ms; errors: ${errors.slice(-3).join(' | ')}`)), ms);
+        waiters.push({ match, resolve: (t) => (clearTimeout(timer), resolve(t)) });
+      });
+    const first = (await until('synced all rules', 120_000)) - t0;
+    const lat: number[] = [];
+    for (let j = 0; j < changes; j++) {
+      // Past --iptables-min-sync-period (1 s) since the last sync, so the change is not held back by it.
+      await new Promise((r) => setTimeout(r, 1100));
+      const i = Math.floor(Math.random() * services);
+      const file = join(dir, 'slices', `svc-${i}.json`);
+      writeFileSync(`${file}.tmp`, JSON.stringify(sliceManifest(i, 10, j + 1)));
+      const done = until('synced changed rules', 10_000);
+      const t = performance.now();
+      renameSync(`${file}.tmp`, file);
+      lat.push((await done) - t);
+    }
+    const rss = peakRssMiB(child.pid!);
+    const changeSync = syncMs.slice(1);
+    return `${String(services).padStart(6)} services x 10: first sync ${(first / 1000).toFixed(2)} s from process start; one endpoint change (rename → programmed) p50 ${pct(lat, 50).toFixed(0)} / p99 ${pct(lat, 99).toFixed(0)} / max ${Math.max(...lat).toFixed(0)} ms over ${changes} (the agent's sync alone: p50 ${pct(changeSync, 50).toFixed(0)} ms); peak RSS ${rss.toFixed(0)} MiB`;
+  } finally {
+    child?.kill('SIGTERM');
+    await topo.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function run(args: string[]): Promise<void> {
+  if (!isRoot()) {
+    process.stdout.write('agent: needs root (network namespaces); skipped\n');
+    return;
+  }
+  const sizes = arg(args, 'services', '1000,10000').split(',').map(Number);
+  const changes = Number(arg(args, 'changes', '20'));
+  process.stdout.write(`machine: load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}; iptables mode, nft backend\n`);
+  for (const n of sizes) process.stdout.write((await one(n, changes)) + '\n');
+}
