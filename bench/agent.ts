@@ -84,7 +84,13 @@ async function one(services: number, changes: number): Promise<string> {
     const changeSync = syncMs.slice(1);
     return `${String(services).padStart(6)} services x 10: first sync ${(first / 1000).toFixed(2)} s from process start; one endpoint change (rename → programmed) p50 ${pct(lat, 50).toFixed(0)} / p99 ${pct(lat, 99).toFixed(0)} / max ${Math.max(...lat).toFixed(0)} ms over ${changes} (the agent's sync alone: p50 ${pct(changeSync, 50).toFixed(0)} ms); peak RSS ${rss.toFixed(0)} MiB`;
   } finally {
-    child?.kill('SIGTERM');
+    if (child && child.exitCode === null) {
+      // The namespace can only go once the agent has left it.
+      const exited = new Promise((r) => child!.once('exit', r));
+      child.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
     await topo.destroy();
     rmSync(dir, { recursive: true, force: true });
   }
