@@ -6,9 +6,10 @@
 // ipvsadm-restore (apply.ts).
 import { existsSync } from 'node:fs';
 import type { BackendOptions, FamilySyncReport, ProxyBackend } from '../backend.js';
-import type { ClusterState } from '../../k8s/types.js';
+import type { ClusterState, IPFamily } from '../../k8s/types.js';
 import { exec } from '../../util/exec.js';
 import { detectRandomFully } from '../iptables/detect.js';
+import { iptablesTools, type IptablesTools } from '../iptables/apply.js';
 import { applyIpvs, checkIpvsKernel, type IpvsKernelSupport } from './apply.js';
 import { DUMMY_DEVICE, familySetName, IPSET_INFO, IPTABLES_CHAINS, IPTABLES_JUMPS } from './names.js';
 import { ipvsOptionsFromSettings, resolveScheduler } from './render-mode.js';
@@ -87,6 +88,15 @@ class IpvsBackend implements ProxyBackend {
     this.randomFully = await detectRandomFully();
   }
 
+  private tools = new Map<IPFamily, IptablesTools>();
+
+  /** The iptables binaries for a family, per --iptables-backend (detected once for auto). */
+  private async iptables(family: IPFamily): Promise<IptablesTools> {
+    let t = this.tools.get(family);
+    if (!t) this.tools.set(family, (t = await iptablesTools(family, this.opts.iptablesBackend)));
+    return t;
+  }
+
   async sync(state: ClusterState): Promise<FamilySyncReport[]> {
     const reports: FamilySyncReport[] = [];
     for (const family of this.opts.families) {
@@ -97,7 +107,9 @@ class IpvsBackend implements ProxyBackend {
         const local = await nodeAddressesExceptDummy();
         o.nodeIPs = [...(o.nodeIPs ?? []), ...local].filter((ip, i, a) => a.indexOf(ip) === i);
         const r = renderIpvs(state, o);
-        await applyIpvs(r, { excludeCIDRs: (this.opts.settings as BackendOptions['settings'] & IpvsSettings).ipvsExcludeCIDRs ?? [] });
+        // --iptables-backend applies here too: a kernel with nf_tables but no nft NAT chain type (the 6.1 UML build) needs legacy.
+        const tools = await this.iptables(family);
+        await applyIpvs(r, { excludeCIDRs: (this.opts.settings as BackendOptions['settings'] & IpvsSettings).ipvsExcludeCIDRs ?? [], iptablesRestore: tools.restore });
         reports.push({ family, ok: true, full: true, detail: { virtualServers: r.virtualServers.length, addresses: r.interfaceAddresses.length, ms: Date.now() - started } });
       } catch (e) {
         reports.push({ family, ok: false, full: true, detail: {}, error: e as Error });
@@ -113,7 +125,8 @@ class IpvsBackend implements ProxyBackend {
     const quiet = { allowFail: true } as const;
     await exec('ipvsadm', ['-C'], quiet).catch(() => undefined);
     await exec('ip', ['link', 'del', DUMMY_DEVICE], quiet).catch(() => undefined);
-    for (const ipt of ['iptables', 'ip6tables']) {
+    for (const family of ['IPv4', 'IPv6'] as const) {
+      const ipt = (await this.iptables(family)).iptables;
       for (const j of IPTABLES_JUMPS) await exec(ipt, ['-t', j.table, '-D', j.from, '-m', 'comment', '--comment', j.comment, '-j', j.to], quiet).catch(() => undefined);
       for (const c of IPTABLES_CHAINS) await exec(ipt, ['-t', c.table, '-F', c.chain], quiet).catch(() => undefined);
       for (const c of IPTABLES_CHAINS) await exec(ipt, ['-t', c.table, '-X', c.chain], quiet).catch(() => undefined);
