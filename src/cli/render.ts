@@ -12,6 +12,7 @@ import { renderOptionsFromSettings } from '../dataplane/iptables/render-options.
 import { loadProxyConfig, mergeProxySettings, type ProxyConfig, type ProxySettings } from '../proxy/config.js';
 import { addProxyFlags, proxyFlagsFrom, type ProxyCliOptions } from './proxy-flags.js';
 import { renderIpvsMode } from '../dataplane/ipvs/render-mode.js';
+import { renderNftablesMode } from '../dataplane/nftables/text.js';
 
 export interface RenderCliOptions extends ProxyCliOptions {
   strict?: boolean;
@@ -69,6 +70,7 @@ async function renderIptablesMode(ctx: RenderContext): Promise<RenderOutput> {
 export const modeRenderers: Record<string, ModeRenderer> = {
   iptables: renderIptablesMode,
   ipvs: renderIpvsMode,
+  nftables: renderNftablesMode,
 };
 
 export async function runRender(paths: string[], o: RenderCliOptions): Promise<{ stdout: string; stderr: string; code: number }> {

@@ -46,12 +46,12 @@ export interface ProxyBackend {
 export const BACKEND_MODULES: Record<string, string> = {
   iptables: './iptables/sync-backend.js',
   ipvs: './ipvs/index.js',
+  nftables: './nftables/index.js',
   userspace: './userspace/index.js',
 };
 
 /** Modes kube-proxy has that kproxy does not build yet: named in the error instead of "unknown". */
 const NOT_BUILT: Record<string, string> = {
-  nftables: 'kproxy does not have an nftables mode yet',
   kernelspace: 'kernelspace is the Windows mode',
 };
 

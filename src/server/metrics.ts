@@ -49,6 +49,8 @@ export interface ProxyMetrics {
   serviceChangesTotal: Counter;
   iptablesRestoreFailuresTotal: Counter<'ip_family'>;
   iptablesPartialRestoreFailuresTotal: Counter<'ip_family'>;
+  nftablesSyncFailuresTotal: Counter<'ip_family'>;
+  nftablesElementsTotal: Gauge<'ip_family'>;
   iptablesRulesTotal: Gauge<'table' | 'ip_family'>;
   iptablesRulesLastSync: Gauge<'table' | 'ip_family'>;
   syncProxyRulesNoLocalEndpointsTotal: Gauge<'traffic_policy' | 'ip_family'>;
@@ -137,6 +139,18 @@ export function createProxyMetrics(registry: Registry = new Registry(), opts: { 
     iptablesPartialRestoreFailuresTotal: new Counter({
       name: 'kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total',
       help: ALPHA + 'Cumulative proxy iptables partial restore failures',
+      labelNames: family,
+      registers,
+    }),
+    nftablesSyncFailuresTotal: new Counter({
+      name: 'kubeproxy_sync_proxy_rules_nftables_sync_failures_total',
+      help: ALPHA + 'Cumulative proxy nftables sync failures',
+      labelNames: family,
+      registers,
+    }),
+    nftablesElementsTotal: new Gauge({
+      name: 'kproxy_sync_proxy_rules_nftables_elements_total',
+      help: 'Set and map elements in kproxy\'s nftables table (kproxy only)',
       labelNames: family,
       registers,
     }),

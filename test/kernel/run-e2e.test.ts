@@ -5,86 +5,14 @@
 // subtest, in order; kproxy is restarted, killed and cleaned up along the way.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { Topology, runPrefix, waitFor, type Netns } from '../../src/lab/netns.js';
 import { kproxyMain } from '../../src/lab/cluster.js';
-import { probe, startPodServer, udpFromPort } from './lab-clients.js';
-
-const NODE_IP = '192.168.77.10';
-const CLIENT_IP = '192.168.77.2';
-const PODS = [
-  { name: 'pod-1', ip: '10.244.1.11' },
-  { name: 'pod-2', ip: '10.244.1.12' },
-  { name: 'pod-3', ip: '10.244.1.13' },
-];
-
-// --- manifests ---------------------------------------------------------------
-
-type SvcSpec = Record<string, unknown>;
-
-function service(name: string, spec: SvcSpec, status?: Record<string, unknown>) {
-  return { apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'default' }, spec, ...(status ? { status } : {}) };
-}
-
-function slice(svc: string, ips: { ip: string; node?: string }[], protocol = 'TCP', port = 8080) {
-  return {
-    apiVersion: 'discovery.k8s.io/v1',
-    kind: 'EndpointSlice',
-    metadata: { name: `${svc}-x`, namespace: 'default', labels: { 'kubernetes.io/service-name': svc } },
-    addressType: 'IPv4',
-    endpoints: ips.map((e) => ({ addresses: [e.ip], conditions: { ready: true }, nodeName: e.node ?? 'node-a' })),
-    ports: [{ name: '', port, protocol }],
-  };
-}
-
-const tcp80 = [{ port: 80, targetPort: 8080, protocol: 'TCP' }];
-
-function manifests(web: string[], udp: string[]) {
-  const ip = (n: string) => PODS.find((p) => p.name === n)!.ip;
-  return [
-    {
-      apiVersion: 'v1',
-      kind: 'Node',
-      metadata: { name: 'node-a' },
-      spec: { podCIDR: '10.244.1.0/24', podCIDRs: ['10.244.1.0/24'] },
-      status: { addresses: [{ type: 'InternalIP', address: NODE_IP }] },
-    },
-    service('web', { type: 'NodePort', clusterIP: '10.96.0.10', ports: [{ ...tcp80[0], nodePort: 30080 }] }),
-    slice('web', web.map((n) => ({ ip: ip(n) }))),
-    service('local', { type: 'NodePort', clusterIP: '10.96.0.11', externalTrafficPolicy: 'Local', ports: [{ ...tcp80[0], nodePort: 30081 }] }),
-    slice('local', [{ ip: ip('pod-1') }, { ip: '10.244.2.9', node: 'node-b' }]),
-    service('ext', { clusterIP: '10.96.0.12', externalIPs: ['192.168.77.100'], ports: tcp80 }),
-    slice('ext', [{ ip: ip('pod-2') }]),
-    service(
-      'lb-allow',
-      { type: 'LoadBalancer', clusterIP: '10.96.0.13', loadBalancerSourceRanges: [`${CLIENT_IP}/32`], ports: [{ ...tcp80[0], nodePort: 30083 }] },
-      { loadBalancer: { ingress: [{ ip: '192.168.77.200' }] } },
-    ),
-    slice('lb-allow', [{ ip: ip('pod-3') }]),
-    service(
-      'lb-deny',
-      { type: 'LoadBalancer', clusterIP: '10.96.0.18', loadBalancerSourceRanges: ['10.99.0.0/16'], ports: [{ ...tcp80[0], nodePort: 30084 }] },
-      { loadBalancer: { ingress: [{ ip: '192.168.77.201' }] } },
-    ),
-    slice('lb-deny', [{ ip: ip('pod-3') }]),
-    service('aff', { clusterIP: '10.96.0.14', sessionAffinity: 'ClientIP', ports: tcp80 }),
-    slice('aff', PODS.map((p) => ({ ip: p.ip }))),
-    service('empty', { clusterIP: '10.96.0.15', ports: tcp80 }),
-    service('hair', { clusterIP: '10.96.0.16', ports: tcp80 }),
-    slice('hair', [{ ip: ip('pod-1') }]),
-    service('dns', { clusterIP: '10.96.0.17', ports: [{ port: 53, targetPort: 5353, protocol: 'UDP' }] }),
-    slice('dns', udp.map((n) => ({ ip: ip(n) })), 'UDP', 5353),
-  ];
-}
-
-function writeManifests(dir: string, web: string[], udp: string[]): void {
-  const tmp = join(dir, '.all.json.tmp');
-  writeFileSync(tmp, JSON.stringify({ apiVersion: 'v1', kind: 'List', items: manifests(web, udp) }, null, 1));
-  renameSync(tmp, join(dir, 'all.json'));
-}
+import { probe, udpFromPort } from './lab-clients.js';
+import { buildNode, CLIENT_IP, NODE_IP, writeManifests } from './run-e2e-fixture.js';
 
 // --- clients -----------------------------------------------------------------
 
@@ -127,30 +55,10 @@ test('kproxy run --manifests programs a real node', { timeout: 240_000 }, async 
   };
   const nat = async (): Promise<string> => (await node.exec('iptables-save', ['-t', 'nat'])).stdout;
   let node!: Netns;
+  let client!: Netns;
+  let pods!: Record<string, Netns>;
   try {
-    // Topology.
-    node = await topo.netns('node');
-    const client = await topo.netns('client');
-    await topo.veth(node, 'eth0', client, 'eth0', `${NODE_IP}/24`, `${CLIENT_IP}/24`);
-    await client.ip('route', 'add', '192.168.77.100/32', 'via', NODE_IP);
-    await client.ip('route', 'add', '192.168.77.200/31', 'via', NODE_IP);
-    await client.ip('route', 'add', 'default', 'via', NODE_IP);
-    // A node has a default route (here: the client's side plays the router).
-    await node.ip('route', 'add', 'default', 'via', CLIENT_IP);
-    await topo.bridge(node, 'cbr0', '10.244.1.1/24');
-    await node.sysctl('net.ipv4.ip_forward', '1');
-    await node.sysctl('net.bridge.bridge-nf-call-iptables', '1');
-    await node.sysctl('net.ipv4.conf.all.route_localnet', '1');
-    const pods: Record<string, Netns> = {};
-    for (const [i, p] of PODS.entries()) {
-      const ns = await topo.netns(p.name);
-      pods[p.name] = ns;
-      await topo.veth(node, `vp${i}`, ns, 'eth0', undefined, `${p.ip}/24`);
-      await node.ip('link', 'set', `vp${i}`, 'master', 'cbr0');
-      await node.ip('link', 'set', `vp${i}`, 'type', 'bridge_slave', 'hairpin', 'on');
-      await ns.ip('route', 'add', 'default', 'via', '10.244.1.1');
-      await startPodServer(topo, ns, ['--name', p.name, '--ip', p.ip, '--tcp', '8080', '--udp', '5353']);
-    }
+    ({ node, client, pods } = await buildNode(topo));
     writeManifests(dir, ['pod-1', 'pod-2'], ['pod-1']);
     agent = await startAgent();
     await waitFor('the first sync', async () => (await nat()).includes('KUBE-SVC-'), 30_000, 100).catch((e: Error) => {

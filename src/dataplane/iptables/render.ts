@@ -122,7 +122,14 @@ interface LocalDetector {
   ifNotLocal: string;
 }
 
-function localDetector(family: IPFamily, opts: RenderOptions, node: Node | undefined): LocalDetector | null {
+/** What marks traffic as coming from a local pod (--detect-local-mode), independent of how a backend writes it. */
+export interface LocalMatch {
+  kind: 'cidr' | 'bridge' | 'prefix';
+  value: string;
+}
+
+/** The local-traffic detector of one family, or null when the mode has nothing to match on (no CIDR of that family…). */
+export function localMatch(family: IPFamily, opts: RenderOptions, node: Node | undefined): LocalMatch | null {
   const want = family === 'IPv4' ? 4 : 6;
   const mode = opts.detectLocalMode ?? 'ClusterCIDR';
   const cidrOf = (list: string[] | undefined): string | null => {
@@ -132,41 +139,56 @@ function localDetector(family: IPFamily, opts: RenderOptions, node: Node | undef
     }
     return null;
   };
+  let m: LocalMatch | null = null;
   switch (mode) {
     case 'ClusterCIDR': {
       const c = cidrOf(opts.clusterCIDRs);
-      return c ? { ifLocal: `-s ${c}`, ifNotLocal: `! -s ${c}` } : null;
+      if (c) m = { kind: 'cidr', value: c };
+      break;
     }
     case 'NodeCIDR': {
       const c = cidrOf(opts.nodePodCIDRs ?? node?.podCIDRs);
-      return c ? { ifLocal: `-s ${c}`, ifNotLocal: `! -s ${c}` } : null;
+      if (c) m = { kind: 'cidr', value: c };
+      break;
     }
-    case 'BridgeInterface': {
-      const b = opts.bridgeInterface;
-      return b ? { ifLocal: `-i ${b}`, ifNotLocal: `! -i ${b}` } : null;
-    }
-    case 'InterfaceNamePrefix': {
-      const p = opts.interfaceNamePrefix;
-      return p ? { ifLocal: `-i ${p}+`, ifNotLocal: `! -i ${p}+` } : null;
-    }
+    case 'BridgeInterface':
+      if (opts.bridgeInterface) m = { kind: 'bridge', value: opts.bridgeInterface };
+      break;
+    case 'InterfaceNamePrefix':
+      if (opts.interfaceNamePrefix) m = { kind: 'prefix', value: opts.interfaceNamePrefix };
+      break;
+  }
+  return m;
+}
+
+function localDetector(family: IPFamily, opts: RenderOptions, node: Node | undefined): LocalDetector | null {
+  const m = localMatch(family, opts, node);
+  if (!m) return null;
+  switch (m.kind) {
+    case 'cidr':
+      return { ifLocal: `-s ${m.value}`, ifNotLocal: `! -s ${m.value}` };
+    case 'bridge':
+      return { ifLocal: `-i ${m.value}`, ifNotLocal: `! -i ${m.value}` };
+    case 'prefix':
+      return { ifLocal: `-i ${m.value}+`, ifNotLocal: `! -i ${m.value}+` };
   }
 }
 
 /** Interface names go into rules unquoted: refuse anything iptables would not take as one. */
-function checkInterfaceName(name: string | undefined, flag: string): void {
+export function checkInterfaceName(name: string | undefined, flag: string): void {
   if (name !== undefined && !/^[A-Za-z0-9._@-]{1,15}$/.test(name)) {
     throw new Error(`${flag} ${JSON.stringify(name)} is not a valid interface name`);
   }
 }
 
-interface NodePortAddresses {
+export interface NodePortAddresses {
   matchAll: boolean;
   containsLoopback: boolean;
   cidrs: string[];
 }
 
 /** proxyutil.NewNodePortAddresses for one family ("primary" = the node IP of that family). */
-function nodePortAddressesFor(family: IPFamily, list: string[], nodeIP: string | undefined): NodePortAddresses {
+export function nodePortAddressesFor(family: IPFamily, list: string[], nodeIP: string | undefined): NodePortAddresses {
   const want = family === 'IPv4' ? 4 : 6;
   const cidrs: string[] = [];
   let matchAll = false;
@@ -194,7 +216,7 @@ function nodePortAddressesFor(family: IPFamily, list: string[], nodeIP: string |
   return { matchAll, containsLoopback, cidrs };
 }
 
-function pickFamilies(state: ClusterState, opts: RenderOptions): IPFamily[] {
+export function pickFamilies(state: ClusterState, opts: RenderOptions): IPFamily[] {
   if (opts.families && opts.families.length) return opts.families;
   const fams = new Set<IPFamily>();
   for (const ip of opts.nodeIPs) {

@@ -1,0 +1,149 @@
+// `kproxy run --proxy-mode nftables`: one `table ip kproxy` (and `ip6`) whose
+// rules depend only on the node's settings; services live in set and map
+// elements (layout.ts). A partial sync re-renders only the changed services
+// and writes the element differences in one nft transaction; a full sync
+// (start, after a failure, hourly, or when a setting changes the fixed rules)
+// rewrites the table in one transaction. A canary checks every sync period
+// that the table is still there.
+import type { ClusterState, IPFamily } from '../../k8s/types.js';
+import { serviceObjects } from '../../k8s/state-index.js';
+import type { BackendOptions, FamilySyncReport, ProxyBackend } from '../backend.js';
+import type { PendingChanges } from '../../proxy/change-tracker.js';
+import { renderOptionsFromSettings } from '../iptables/render-options.js';
+import type { RenderOptions } from '../iptables/render.js';
+import { detectConntrackTCPBeLiberal } from '../iptables/detect.js';
+import { hostAddresses } from '../iptables/sync-backend.js';
+import { cleanStaleUdp } from '../conntrack.js';
+import { sinceInSeconds } from '../../server/metrics.js';
+import { deleteTable, listObjects, NftError, nftUsable, runNft, tableExists } from './apply.js';
+import { familyWords } from './layout.js';
+import { familyContext, fixedRules, renderServices, type ServiceContribution } from './render.js';
+import { fixedKey, TableMirror } from './table.js';
+
+export { renderNftablesText } from './text.js';
+
+interface Family {
+  mirror: TableMirror;
+  needsFull: boolean;
+  /** The last full sync failed: delete and re-create the table instead of refilling it. */
+  recreate: boolean;
+}
+
+export async function createBackend(opts: BackendOptions): Promise<ProxyBackend> {
+  const problem = await nftUsable();
+  if (problem) {
+    throw new Error(`--proxy-mode nftables: nft does not work here (${problem}); install nftables (Debian: apt-get install nftables) or use --proxy-mode iptables`);
+  }
+  return new NftablesBackend(opts);
+}
+
+class NftablesBackend implements ProxyBackend {
+  readonly mode = 'nftables';
+  private fams = new Map<IPFamily, Family>();
+  private base: Partial<RenderOptions> = {};
+  private canary: NodeJS.Timeout | undefined;
+
+  constructor(private readonly opts: BackendOptions) {}
+
+  private family(f: IPFamily): Family {
+    let fam = this.fams.get(f);
+    if (!fam) this.fams.set(f, (fam = { mirror: new TableMirror(familyWords(f)), needsFull: true, recreate: false }));
+    return fam;
+  }
+
+  async start(requestFullSync: () => void): Promise<void> {
+    this.base = {
+      conntrackTCPBeLiberal: this.opts.settings.conntrackTCPBeLiberal || (await detectConntrackTCPBeLiberal()),
+      localAddresses: await hostAddresses(),
+    };
+    const check = async (): Promise<void> => {
+      for (const f of this.opts.families) {
+        const fam = this.family(f);
+        if (fam.needsFull) continue;
+        const ok = await tableExists(familyWords(f).nft).catch(() => true);
+        if (!ok) {
+          this.opts.log.info('nftables table is gone; re-programming it', { family: f });
+          fam.needsFull = true;
+          requestFullSync();
+        }
+      }
+    };
+    this.canary = setInterval(() => void check(), this.opts.settings.syncPeriodMs);
+    this.canary.unref();
+  }
+
+  private renderOptions(): RenderOptions {
+    return renderOptionsFromSettings(this.opts.settings, { ...this.base, families: this.opts.families });
+  }
+
+  async sync(state: ClusterState, full: boolean, changes: PendingChanges): Promise<FamilySyncReport[]> {
+    const m = this.opts.metrics;
+    const ropts = this.renderOptions();
+    const reports: FamilySyncReport[] = [];
+    for (const f of this.opts.families) {
+      const fam = this.family(f);
+      const t0 = Date.now();
+      const ctx = familyContext(state, ropts, f);
+      const fixed = fixedRules(ctx);
+      const isFull = full || fam.needsFull || fixedKey(fixed) !== fam.mirror.fixedRules;
+      const detail: Record<string, unknown> = {};
+      try {
+        if (isFull) {
+          const services = renderServices(state, ctx, fam.mirror.slotHistory());
+          const existing = fam.recreate ? null : await listObjects(ctx.w.nft);
+          const { tx, commit } = fam.mirror.full(fixed, services, existing);
+          await runNft(tx.text);
+          commit();
+          Object.assign(detail, { services: services.size, elements: tx.added, rules: tx.newRules });
+        } else {
+          const changed = new Map<string, ServiceContribution | null>();
+          const history = fam.mirror.slotHistory();
+          for (const nsn of changes.since.keys()) {
+            const o = serviceObjects(state, nsn);
+            const sub: ClusterState = { services: o.service ? [o.service] : [], endpointSlices: o.slices, nodes: state.nodes, pods: [] };
+            changed.set(nsn, renderServices(sub, ctx, history).get(nsn) ?? null);
+          }
+          const tx = fam.mirror.partial(changed);
+          await runNft(tx.text);
+          Object.assign(detail, { services: changed.size, added: tx.added, deleted: tx.deleted, newRules: tx.newRules });
+        }
+        fam.needsFull = false;
+        fam.recreate = false;
+      } catch (e) {
+        fam.needsFull = true;
+        if (isFull) fam.recreate = true;
+        m.nftablesSyncFailuresTotal.inc({ ip_family: f });
+        const lines = e instanceof NftError ? e.lines : [];
+        this.opts.log.error('nft transaction failed; the next sync will be full', { family: f, full: isFull, error: (e as Error).message, lines });
+        reports.push({ family: f, ok: false, full: isFull, detail: {}, error: e as Error });
+        continue;
+      }
+      const secs = sinceInSeconds(t0);
+      m.syncProxyRulesLatency.observe({ ip_family: f }, secs);
+      (isFull ? m.syncFullProxyRulesLatency : m.syncPartialProxyRulesLatency).observe({ ip_family: f }, secs);
+      m.nftablesElementsTotal.set({ ip_family: f }, fam.mirror.elementCount());
+      let conntrack = 0;
+      if (changes.udp || isFull) {
+        const c0 = Date.now();
+        try {
+          conntrack = await cleanStaleUdp(state, f, this.opts.settings.hostname);
+          m.reconcileConntrackFlowsLatency.observe({ ip_family: f }, sinceInSeconds(c0));
+          if (conntrack) m.reconcileConntrackFlowsDeletedEntriesTotal.inc({ ip_family: f }, conntrack);
+        } catch (e) {
+          this.opts.log.warn('conntrack cleanup failed', { family: f, error: e });
+        }
+      }
+      reports.push({ family: f, ok: true, full: isFull, detail: { ...detail, conntrackDeleted: conntrack, ms: Date.now() - t0 } });
+    }
+    return reports;
+  }
+
+  /** Deletes kproxy's tables (both families); other tables are never touched. */
+  async cleanup(): Promise<void> {
+    for (const f of ['ip', 'ip6'] as const) await deleteTable(f);
+  }
+
+  async stop(): Promise<void> {
+    if (this.canary) clearInterval(this.canary);
+  }
+}
