@@ -67,8 +67,8 @@ test('bad input: warned and skipped (named file, document, field); --strict fail
   assert.equal(s.code, 1);
 });
 
-test('proxy modes other than iptables are refused clearly', async () => {
-  await assert.rejects(runRender([hello], { proxyMode: 'nftables', nodeIp: '10.0.0.1' }), /--proxy-mode nftables: kproxy render supports iptables/);
+test('proxy modes render cannot do are refused clearly', async () => {
+  await assert.rejects(runRender([hello], { proxyMode: 'userspace', nodeIp: '10.0.0.1' }), /--proxy-mode userspace: kproxy render supports iptables, ipvs, nftables/);
 });
 
 test('the kproxy binary: dual-stack output has one header per family; errors exit non-zero', () => {
