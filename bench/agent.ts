@@ -1,5 +1,5 @@
-// `npm run bench -- agent [--services=1000,10000] [--changes=20]`: the node agent
-// end to end, as a user runs it: `kproxy run --manifests DIR` (iptables mode) in a
+// `npm run bench -- agent [--services=1000,10000] [--changes=20] [--mode=iptables,nftables]`: the node agent
+// end to end, as a user runs it: `kproxy run --manifests DIR` (each mode in turn, side by side) in a
 // fresh network namespace, timed from process start to the first full sync, then
 // one EndpointSlice file renamed over at a time, timed from the rename until the
 // agent reports the changed rules programmed ("synced changed rules": its
@@ -35,7 +35,7 @@ function peakRssMiB(pid: number): number {
   }
 }
 
-async function one(services: number, changes: number): Promise<string> {
+async function one(services: number, changes: number, mode: string): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'kproxy-bench-agent-'));
   const topo = new Topology(runPrefix('ka'));
   let child: ReturnType<typeof spawn> | undefined;
@@ -45,7 +45,7 @@ async function one(services: number, changes: number): Promise<string> {
     for (let i = 0; i < services; i++) writeFileSync(join(dir, 'slices', `svc-${i}.json`), JSON.stringify(sliceManifest(i, 10)));
     const ns = await topo.netns('node');
     const t0 = performance.now();
-    child = spawn('ip', ['netns', 'exec', ns.name, process.execPath, main, 'run', '--manifests', dir, '--hostname-override', 'node-0', '--node-ip', '192.168.99.1', '--cluster-cidr', '10.128.0.0/9', '--v', '1', '--healthz-bind-address', '', '--metrics-bind-address', ''], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child = spawn('ip', ['netns', 'exec', ns.name, process.execPath, main, 'run', '--proxy-mode', mode, '--manifests', dir, '--hostname-override', 'node-0', '--node-ip', '192.168.99.1', '--cluster-cidr', '10.128.0.0/9', '--v', '1', '--healthz-bind-address', '', '--metrics-bind-address', ''], { stdio: ['ignore', 'ignore', 'pipe'] });
     const waiters: { match: string; resolve: (t: number) => void }[] = [];
     /** The agent's own "ms" of each sync it reports: the backend's sync alone, without the source and tracker. */
     const syncMs: number[] = [];
@@ -82,7 +82,7 @@ async function one(services: number, changes: number): Promise<string> {
     }
     const rss = peakRssMiB(child.pid!);
     const changeSync = syncMs.slice(1);
-    return `${String(services).padStart(6)} services x 10: first sync ${(first / 1000).toFixed(2)} s from process start; one endpoint change (rename → programmed) p50 ${pct(lat, 50).toFixed(0)} / p99 ${pct(lat, 99).toFixed(0)} / max ${Math.max(...lat).toFixed(0)} ms over ${changes} (the agent's sync alone: p50 ${pct(changeSync, 50).toFixed(0)} ms); peak RSS ${rss.toFixed(0)} MiB`;
+    return `${mode.padEnd(8)} ${String(services).padStart(6)} services x 10: first sync ${(first / 1000).toFixed(2)} s from process start; one endpoint change (rename → programmed) p50 ${pct(lat, 50).toFixed(0)} / p99 ${pct(lat, 99).toFixed(0)} / max ${Math.max(...lat).toFixed(0)} ms over ${changes} (the agent's sync alone: p50 ${pct(changeSync, 50).toFixed(0)} ms); peak RSS ${rss.toFixed(0)} MiB`;
   } finally {
     if (child && child.exitCode === null) {
       // The namespace can only go once the agent has left it.
@@ -103,6 +103,7 @@ export async function run(args: string[]): Promise<void> {
   }
   const sizes = arg(args, 'services', '1000,10000').split(',').map(Number);
   const changes = Number(arg(args, 'changes', '20'));
-  process.stdout.write(`machine: load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}; iptables mode, nft backend\n`);
-  for (const n of sizes) process.stdout.write((await one(n, changes)) + '\n');
+  const modes = arg(args, 'mode', 'iptables,nftables').split(',');
+  process.stdout.write(`machine: load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}; iptables mode on the nft backend\n`);
+  for (const n of sizes) for (const m of modes) process.stdout.write((await one(n, changes, m)) + '\n');
 }

@@ -270,7 +270,10 @@ export function servicePortElements(sp: ServicePortInfo, eps: EndpointInfo[], c:
     if (!hasExternal) put(`${externalVerdict}-np`, k);
   }
   if (sp.healthCheckNodePort !== 0) put('hc-nodeports', String(sp.healthCheckNodePort));
-  for (const ep of cat.allReachableEndpoints) put('hairpin', `${ep.ip} . ${ep.ip}`);
+  // Only a pod on this node can reach itself through this node's rules (another node's pod is
+  // DNATed by its own node), so the hairpin pairs are those of local endpoints, and of endpoints
+  // whose node is not known: a few per node instead of one per endpoint in the cluster.
+  for (const ep of cat.allReachableEndpoints) if (ep.isLocal || !ep.nodeName) put('hairpin', `${ep.ip} . ${ep.ip}`);
 }
 
 /** Every service port of one family, grouped by service (ns/name): what a full sync writes. */
