@@ -178,6 +178,21 @@ export function assignSlots(prev: readonly string[] | undefined, eps: EndpointIn
   return slots as EndpointInfo[];
 }
 
+/**
+ * An interval set refuses overlapping elements, and CIDRs either nest or are
+ * disjoint: keep the widest of each nest (an address inside a range adds nothing).
+ */
+export function disjointRanges(list: string[]): string[] {
+  const prefix = (c: string): number => (c.includes('/') ? Number(c.slice(c.indexOf('/') + 1)) : 128);
+  const kept: string[] = [];
+  for (const c of [...list].sort((a, b) => prefix(a) - prefix(b))) {
+    const addr = c.includes('/') ? c.slice(0, c.indexOf('/')) : c;
+    if (kept.some((k) => k === c || (k.includes('/') && cidrContains(k, addr)))) continue;
+    kept.push(c);
+  }
+  return kept;
+}
+
 /** The elements one service port contributes (iptables mode's per-service decisions, as set membership). */
 export function servicePortElements(sp: ServicePortInfo, eps: EndpointInfo[], c: NftFamilyContext, history: SlotHistory | undefined, out: ServiceContribution): void {
   const proto = sp.protocol.toLowerCase() as Proto;
@@ -255,12 +270,13 @@ export function servicePortElements(sp: ServicePortInfo, eps: EndpointInfo[], c:
     // The LB may hairpin node traffic back with the LB IP as source.
     if (allowFromNode) for (const ip of sp.loadBalancerVIPs) ranges.push(ip);
   }
+  const allowed = disjointRanges(ranges);
   for (const ip of sp.loadBalancerVIPs) {
     const k = `${ip} . ${proto} . ${sp.port}`;
     if (hasEndpoints) externalPath(k, 'ext');
     if (usesFW) {
       put('fw-fe', k);
-      for (const r of ranges) put('fw-allow', `${k} . ${r}`);
+      for (const r of allowed) put('fw-allow', `${k} . ${r}`);
     }
     if (!hasExternal) put(`${externalVerdict}-ext`, k);
   }
