@@ -1,6 +1,6 @@
 // `npm run bench [-- NAME…]`: runs the named benchmarks (all when none is named).
 // Each benchmark lives in bench/<name>.ts and exports `run(args)`; results go to stdout.
-const all = ['render', 'trace', 'sync', 'dns', 'userspace', 'cli', 'agent'];
+const all = ['render', 'trace', 'sync', 'dns', 'userspace', 'cli', 'agent', 'datapath'];
 const names = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const extra = process.argv.slice(2).filter((a) => a.startsWith('-'));
 for (const name of names.length ? names : all) {
