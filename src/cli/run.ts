@@ -90,6 +90,11 @@ export async function runAgent(o: RunCliOptions): Promise<void> {
       log,
     });
     await backend.cleanup();
+    if (pre.mode !== 'nftables') {
+      // As upstream's CleanupLeftovers, --cleanup also removes another mode's leftovers: kproxy's nftables tables.
+      const { deleteTable, nftUsable } = await import('../dataplane/nftables/apply.js');
+      if ((await nftUsable()) === undefined) for (const f of ['ip', 'ip6'] as const) await deleteTable(f);
+    }
     return;
   }
 

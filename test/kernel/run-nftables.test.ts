@@ -174,13 +174,20 @@ test('kproxy run --proxy-mode nftables programs a real node', { timeout: 240_000
       assert.ok(a.every((x) => x.ok), JSON.stringify(a));
     });
 
-    await t.test('--cleanup removes kproxy’s table and nothing else', async () => {
+    await t.test('--cleanup removes kproxy’s tables and nothing else, from any mode', async () => {
       await node.exec('nft', ['add', 'table', 'inet', 'other']);
       await node.exec('nft', ['add', 'chain', 'inet', 'other', 'c', '{ type filter hook input priority 0; }']);
       await node.exec('nft', ['add', 'rule', 'inet', 'other', 'c', 'ip saddr 10.1.2.3 accept']);
-      const r = await node.exec(process.execPath, [kproxyMain, 'run', '--proxy-mode', 'nftables', '--cleanup'], { timeoutMs: 60_000 });
+      // Upstream's --cleanup removes every mode's leftovers: iptables mode's cleanup removes this table too.
+      const r = await node.exec(process.execPath, [kproxyMain, 'run', '--cleanup'], { timeoutMs: 60_000 });
       assert.equal(r.code, 0, r.stderr);
-      const all = (await node.exec('nft', ['list', 'ruleset'])).stdout;
+      let all = (await node.exec('nft', ['list', 'ruleset'])).stdout;
+      assert.doesNotMatch(all, /table ip6? kproxy/);
+      assert.match(all, /ip saddr 10\.1\.2\.3 accept/);
+      await node.exec('nft', ['add', 'table', 'ip6', 'kproxy']);
+      const r2 = await node.exec(process.execPath, [kproxyMain, 'run', '--proxy-mode', 'nftables', '--cleanup'], { timeoutMs: 60_000 });
+      assert.equal(r2.code, 0, r2.stderr);
+      all = (await node.exec('nft', ['list', 'ruleset'])).stdout;
       assert.doesNotMatch(all, /table ip6? kproxy/);
       assert.match(all, /ip saddr 10\.1\.2\.3 accept/);
     });
