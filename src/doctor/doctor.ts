@@ -16,6 +16,7 @@ import { driftChecks } from './drift.js';
 import { dnatTargets, forwardTrapChecks, reachChecks, routeGet } from './reach.js';
 import { dnsChecks } from './dns.js';
 import { agentChecks } from './agent.js';
+import { nftablesChecks } from './nftables.js';
 import { makeReport, type Report } from './report.js';
 
 export interface DoctorOptions {
@@ -66,7 +67,15 @@ export async function runDoctor(o: DoctorOptions): Promise<Report> {
   const rendered = renderIptables(state, renderOptionsFromSettings(settings, { families, localAddresses: locals }));
 
   const live = new Map<IPFamily, LiveRules>();
-  for (const fam of families) {
+  const nftMode = settings.mode === 'nftables';
+  if (nftMode) {
+    // nftables mode writes no iptables rules: its table and elements are checked instead.
+    for (const fam of families) {
+      const ropts = renderOptionsFromSettings(settings, { families: [fam], localAddresses: locals });
+      checks.push(...(await guarded(`nftables.${fam.toLowerCase()}`, `${fam} nftables table`, () => nftablesChecks(fam, o.state, ropts))));
+    }
+  }
+  for (const fam of nftMode ? [] : families) {
     const f = fam === 'IPv6' ? 6 : 4;
     checks.push(
       ...(await guarded(`rules.read.ipv${f}`, `IPv${f} rules`, async () => {
@@ -86,7 +95,7 @@ export async function runDoctor(o: DoctorOptions): Promise<Report> {
   const localhostNodePorts = settings.localhostNodePorts && hasNodePorts && !!nodeportsJump && !/! -d 127\.0\.0\.0\/8/.test(nodeportsJump.spec);
   checks.push(...(await guarded('kernel', 'kernel settings', () => kernelChecks({ ipv6: families.includes('IPv6'), localhostNodePorts }))));
 
-  if (o.state) {
+  if (o.state && !nftMode) {
     for (const rs of rendered) {
       const l = live.get(rs.family);
       if (!l) continue;

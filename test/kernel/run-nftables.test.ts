@@ -157,6 +157,23 @@ test('kproxy run --proxy-mode nftables programs a real node', { timeout: 240_000
       assert.match(metrics, /kubeproxy_sync_proxy_rules_nftables_sync_failures_total\{ip_family="IPv4"\} [1-9]/);
     });
 
+    await t.test('kproxy doctor knows the mode: the table is there, and an element deleted by hand is named', async () => {
+      const doctor = async (): Promise<{ checks: { id: string; status: string; evidence: string[] }[] }> => {
+        const r = await node.exec(process.execPath, [kproxyMain, 'doctor', '--proxy-mode', 'nftables', '--manifests', dir, '--hostname-override', 'node-a', '--cluster-cidr', '10.244.0.0/16', '--json', '--no-agent'], { allowFail: true, timeoutMs: 60_000 });
+        return JSON.parse(r.stdout) as { checks: { id: string; status: string; evidence: string[] }[] };
+      };
+      const before = await doctor();
+      const get = (rep: typeof before, id: string) => rep.checks.find((c) => c.id === id);
+      assert.equal(get(before, 'nftables.table.ipv4')?.status, 'ok', JSON.stringify(before.checks));
+      assert.equal(get(before, 'nftables.drift.ipv4')?.status, 'ok', JSON.stringify(get(before, 'nftables.drift.ipv4')));
+      assert.ok(!before.checks.some((c) => c.id.startsWith('rules.') || c.id.startsWith('drift.')), 'no iptables checks in nftables mode');
+      await node.exec('nft', ['delete', 'element', 'ip', 'kproxy', 'ext-masq', '{ 192.168.77.100 . tcp . 80 }']);
+      const after = await doctor();
+      const drift = get(after, 'nftables.drift.ipv4')!;
+      assert.equal(drift.status, 'fail');
+      assert.ok(drift.evidence.includes('missing ext-masq: 192.168.77.100 . tcp . 80'), JSON.stringify(drift));
+    });
+
     await t.test('SIGTERM leaves the table; a restarted agent adopts it; SIGKILL leaves traffic flowing', async () => {
       agent!.kill('SIGTERM');
       await waitFor('the agent to stop', () => agent!.exitCode !== null || agent!.signalCode !== null, 10_000, 50);
