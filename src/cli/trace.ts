@@ -8,6 +8,7 @@ import { isTableName } from '../netfilter/ruleset.js';
 import type { Proto, TraceResult } from '../netfilter/simulate.js';
 import { splitHostPort } from '../util/ip.js';
 import { withIpvs } from '../netfilter/ipvs.js';
+import { formatNftText, looksLikeNft, parseNft, traceNft, type NftTraceResult } from '../netfilter/nft-trace.js';
 
 interface TraceOpts {
   rules: string;
@@ -74,7 +75,7 @@ export function register(program: Command): void {
   program
     .command('trace')
     .description(COMMANDS.trace.description)
-    .requiredOption('--rules <file>', 'iptables-save / ip6tables-save output or an `iptables -n -v -L` listing ("-" for stdin)')
+    .requiredOption('--rules <file>', 'iptables-save / ip6tables-save output, an `iptables -n -v -L` listing, or `nft list ruleset` output for nftables mode ("-" for stdin)')
     .option('--dst <ip:port>', 'destination (IP:PORT, or IP for icmp)')
     .option('--packets <file>', 'many packets, one JSON object a line ({"dst":…,"src":…,"proto":…,"from":…,"reply":…}; "-" for stdin): one JSON result a line, the dump loaded once')
     .option('--src <ip[:port]>', 'source (default: 203.0.113.2 for arriving packets, the node address for local ones)')
@@ -96,6 +97,10 @@ export function register(program: Command): void {
       if (o.packets === '-' && o.rules === '-') throw new Error('--rules and --packets cannot both be stdin');
       const text = readInput(o.rules);
       const source = o.rules === '-' ? 'stdin' : o.rules;
+      if (looksLikeNft(text)) {
+        traceNftDump(text, o);
+        return;
+      }
       const rs = loadRuleset(text, { source, table: o.table as never });
       for (const w of rs.warnings) process.stderr.write(`kproxy trace: warning: ${source}:${w.line}: ${w.message}\n`);
       const recent: [string, string][] = o.recent.map((r) => {
@@ -134,25 +139,54 @@ export function register(program: Command): void {
         process.stdout.write(out);
         return;
       }
-      if (o.format !== 'json') throw new Error('--packets writes JSON lines: use --format json');
-      const where = o.packets === '-' ? 'stdin' : o.packets;
-      const lines = readInput(o.packets).split('\n');
-      let failed = 0;
-      for (let i = 0; i < lines.length; i++) {
-        const line = lines[i]!.trim();
-        if (!line || line.startsWith('#')) continue;
-        let out: object;
-        try {
-          out = { version: 1, line: i + 1, ...traceOne(parsePacket(line)) };
-        } catch (e) {
-          failed++;
-          out = { version: 1, line: i + 1, error: `${where}:${i + 1}: ${(e as Error).message}` };
-        }
-        process.stdout.write(JSON.stringify(out) + '\n');
-      }
-      if (failed) {
-        process.stderr.write(`kproxy trace: ${failed} packet line(s) of ${where} could not be traced (see their "error")\n`);
-        process.exitCode = 1;
-      }
+      writePacketLines(o, traceOne);
     });
+}
+
+/** An nftables dump (`nft list ruleset`, or render's `nft -f` text): kproxy's table, traced by nft-trace. */
+function traceNftDump(text: string, o: TraceOpts): void {
+  const rs = parseNft(text);
+  const localIps = o.localIp.flatMap((x) => x.split(',')).map((x) => x.split('@')[0]!).filter(Boolean);
+  const one = (p: PacketSpec): NftTraceResult => {
+    const proto = (p.proto ?? 'tcp').toLowerCase();
+    if (!['tcp', 'udp', 'sctp'].includes(proto)) throw new Error(`proto must be tcp, udp or sctp for an nftables dump, not "${p.proto}"`);
+    if (p.reply) throw new Error('--reply is not traced for nftables dumps');
+    const dst = hostAndPort(p.dst, 'dst');
+    if (dst.port === undefined) throw new Error('--dst needs a port (IP:PORT)');
+    const src = p.src ? hostAndPort(p.src, 'src').host : p.from === 'local' ? (localIps[0] ?? '') : '203.0.113.2';
+    if (!src) throw new Error('--from local needs --local-ip (the node address the packet leaves from)');
+    const from = p.from ?? 'external';
+    const iif = from === 'external' ? 'eth0' : from === 'local' ? '' : from;
+    return traceNft(rs, { proto: proto as 'tcp' | 'udp' | 'sctp', src, dst: dst.host, dport: dst.port, localIps, iif });
+  };
+  if (o.packets === undefined) {
+    const r = one({ dst: o.dst!, src: o.src, proto: o.proto, from: o.from, reply: o.reply });
+    process.stdout.write(o.format === 'json' ? JSON.stringify({ version: 1, ...r }, null, 2) + '\n' : formatNftText(r));
+    return;
+  }
+  writePacketLines(o, one);
+}
+
+/** --packets: one JSON result a line (or {"line","error"}), exit 1 when any line failed. */
+function writePacketLines(o: TraceOpts, traceOne: (p: PacketSpec) => object): void {
+  if (o.format !== 'json') throw new Error('--packets writes JSON lines: use --format json');
+  const where = o.packets === '-' ? 'stdin' : o.packets!;
+  const lines = readInput(o.packets!).split('\n');
+  let failed = 0;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!.trim();
+    if (!line || line.startsWith('#')) continue;
+    let out: object;
+    try {
+      out = { version: 1, line: i + 1, ...traceOne(parsePacket(line)) };
+    } catch (e) {
+      failed++;
+      out = { version: 1, line: i + 1, error: `${where}:${i + 1}: ${(e as Error).message}` };
+    }
+    process.stdout.write(JSON.stringify(out) + '\n');
+  }
+  if (failed) {
+    process.stderr.write(`kproxy trace: ${failed} packet line(s) of ${where} could not be traced (see their "error")\n`);
+    process.exitCode = 1;
+  }
 }

@@ -11,6 +11,8 @@ import type { RenderOptions } from '../../src/dataplane/iptables/render.js';
 import { familyContext, fixedRules, renderServices } from '../../src/dataplane/nftables/render.js';
 import { familyWords } from '../../src/dataplane/nftables/layout.js';
 import { TableMirror } from '../../src/dataplane/nftables/table.js';
+import { renderNftablesText } from '../../src/dataplane/nftables/text.js';
+import { parseNft, traceNft } from '../../src/netfilter/nft-trace.js';
 import { ep, makeService, makeSlice, state } from '../unit/iptables-helpers.js';
 
 const NODE = 'node-a';
@@ -112,6 +114,27 @@ test('nft accepts every rule and set of the layout, fresh and on top of an exist
         await nft(tx.text);
         const listing = (await ns.exec('nft', ['list', 'table', w.nft, 'kproxy'])).stdout;
         assert.match(listing, family === 'IPv4' ? /dnat ip to ip daddr/ : /dnat ip6 to ip6 daddr/);
+        // The tracer reads the kernel's listing as it reads the transaction: the same answers.
+        const fromKernel = parseNft((await ns.exec('nft', ['list', 'ruleset'])).stdout);
+        const fromText = parseNft(renderNftablesText(st2, o));
+        const node = family === 'IPv4' ? '192.168.0.2' : '2001:db8::2';
+        const v = (i: number) => (family === 'IPv4' ? `172.30.0.${i}` : `fd00:96::${i}`);
+        const lb = family === 'IPv4' ? '192.168.99.5' : '2001:db8:99::5';
+        const pkts = [
+          { proto: 'tcp' as const, src: family === 'IPv4' ? '203.0.113.9' : '2001:db8:5::9', dst: v(1), dport: 80 },
+          { proto: 'udp' as const, src: family === 'IPv4' ? '10.0.1.99' : 'fd00:10::99', dst: v(2), dport: 53 },
+          { proto: 'tcp' as const, src: family === 'IPv4' ? '203.0.113.9' : '2001:db8:5::9', dst: node, dport: 30004 },
+          { proto: 'tcp' as const, src: family === 'IPv4' ? '192.168.7.7' : '2001:db8:7::7', dst: lb, dport: 80 },
+          { proto: 'tcp' as const, src: family === 'IPv4' ? '203.0.113.9' : '2003::9', dst: lb, dport: 80 },
+          { proto: 'tcp' as const, src: family === 'IPv4' ? '203.0.113.9' : '2001:db8:5::9', dst: v(8), dport: 80 },
+        ];
+        const key = (r: ReturnType<typeof traceNft>) => r.outcomes.map((x) => `${x.verdict} ${x.destination} ${x.masquerade}`).sort().join('; ');
+        for (const pkt of pkts) {
+          const a = traceNft(fromKernel, { ...pkt, localIps: [node] });
+          const b = traceNft(fromText, { ...pkt, localIps: [node] });
+          assert.equal(key(a), key(b), `${family} ${JSON.stringify(pkt)}`);
+          assert.ok(a.outcomes.length >= 1);
+        }
         // And nft can still take the table it lists back as input (nft 1.0.6 cannot for some typeofs).
         const back = await ns.exec('nft', ['-c', '-f', '-'], { input: listing, allowFail: true });
         assert.equal(back.code, 0, back.stderr);

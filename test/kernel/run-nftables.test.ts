@@ -3,7 +3,7 @@
 // One topology and one manifests folder serve every subtest, in order.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
@@ -81,6 +81,24 @@ test('kproxy run --proxy-mode nftables programs a real node', { timeout: 240_000
       const deny = await get(client, 'http://192.168.77.201/', 1, 1000);
       assert.equal(deny[0]!.ok, false);
       assert.match(deny[0]!.error!, /timeout/, 'dropped, not rejected');
+    });
+
+    await t.test('kproxy trace reads the node’s nft list ruleset', async () => {
+      const dump = join(dir, '..', `${topo.prefix}-ruleset.nft`);
+      writeFileSync(dump, (await node.exec('nft', ['list', 'ruleset'])).stdout);
+      try {
+        const tr = async (...a: string[]) => JSON.parse((await node.exec(process.execPath, [kproxyMain, 'trace', '--rules', dump, '--format', 'json', '--local-ip', NODE_IP, ...a])).stdout) as { outcomes: { probability: number; verdict: string; destination: string; masquerade: boolean }[] };
+        const ext = await tr('--dst', '192.168.77.100:80', '--src', CLIENT_IP);
+        assert.deepEqual(ext.outcomes.map((o) => [o.verdict, o.destination, o.masquerade, o.probability]), [['ACCEPT', '10.244.1.12:8080', true, 1]]);
+        const web = await tr('--dst', '10.96.0.10:80', '--src', '10.244.1.13');
+        assert.deepEqual(web.outcomes.map((o) => [o.destination, o.probability, o.masquerade]).sort(), [['10.244.1.11:8080', 0.5, false], ['10.244.1.12:8080', 0.5, false]]);
+        const deny = await tr('--dst', '192.168.77.201:80', '--src', CLIENT_IP);
+        assert.equal(deny.outcomes[0]!.verdict, 'DROP');
+        const text = (await node.exec(process.execPath, [kproxyMain, 'trace', '--rules', dump, '--local-ip', NODE_IP, '--dst', `${NODE_IP}:30080`])).stdout;
+        assert.match(text, /50\.0%\s+ACCEPT DNAT → 10\.244\.1\.1[12]:8080, masqueraded/);
+      } finally {
+        rmSync(dump, { force: true });
+      }
     });
 
     await t.test('hairpin, a service without endpoints rejects', async () => {

@@ -71,8 +71,9 @@ function opts(): RenderOptions {
   return fakeProxierOptions('IPv4', { localhostNodePorts: false, nfacct: {} });
 }
 
+/** The set of places a packet can end: iptables' test tracer runs every filter chain and may list DROP twice. */
 function sortOut(o: string): string {
-  return o.split(', ').filter(Boolean).sort().join(', ');
+  return [...new Set(o.split(', ').filter(Boolean))].sort().join(', ');
 }
 
 /** Every frontend of the cluster, each from four kinds of client. */
