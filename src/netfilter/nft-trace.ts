@@ -239,6 +239,11 @@ function slots(t: NftTable, map: string, key: string, n: number): string[] {
   return out;
 }
 
+/** Records a rule that acted (once, though a rule may mark and then jump). */
+function met(c: Ctx, line: string): void {
+  if (c.path[c.path.length - 1] !== line) c.path.push(line);
+}
+
 /** Runs a chain; true when the walk ended (a goto'd chain finished, a verdict, a DNAT), false when it returned. */
 function run(chain: string, c: Ctx, depth = 0): boolean {
   if (depth > 32) throw new NftParseError(`chain loop at ${chain}`);
@@ -291,13 +296,13 @@ function run(chain: string, c: Ctx, depth = 0): boolean {
       }
       if ((m = /^meta mark set meta mark \| \S+(?: |$)/.exec(r))) {
         c.mark = true;
-        c.path.push(`${chain}: ${rule}`);
+        met(c, `${chain}: ${rule}`);
         r = r.slice(m[0].length);
         continue;
       }
       if ((m = /^update @\S+ \{ .*? numgen random mod (\d+) timeout \S+ \} goto (\S+)$/.exec(r))) {
         // A new ClientIP-affinity client: a random slot is remembered, then taken: any of the N.
-        c.path.push(`${chain}: ${rule}`);
+        met(c, `${chain}: ${rule}`);
         const d = m[2]!.replace(/-aff$/, '');
         const key = d.startsWith('np') ? `${c.p.proto} . ${c.p.dport}` : `${c.dst} . ${c.p.proto} . ${c.p.dport}`;
         c.dnat = slots(c.t, `${d}-eps-${c.p.proto}`, key, Number(m[1]));
@@ -305,7 +310,7 @@ function run(chain: string, c: Ctx, depth = 0): boolean {
       }
       if ((m = /^update @\S+ \{ [^}]*\} dnat ip6? to (.*) map @(\S+)$/.exec(r))) {
         // A client with a remembered slot (affinity entries in the dump): that slot's endpoint.
-        c.path.push(`${chain}: ${rule}`);
+        met(c, `${chain}: ${rule}`);
         c.dnat = [slotValue(c.t, m[2]!, concat(m[1]!, c))];
         return true;
       }
@@ -314,23 +319,23 @@ function run(chain: string, c: Ctx, depth = 0): boolean {
           ok = false;
           break;
         }
-        c.path.push(`${chain}: ${rule}`);
+        met(c, `${chain}: ${rule}`);
         c.dnat = slots(c.t, m[3]!, concat(m[1]!.replace(/\b(tcp|udp|sctp) dport/g, 'th dport'), c), Number(m[2]));
         return true;
       }
       if ((m = /^(jump|goto) (\S+)$/.exec(r))) {
-        c.path.push(`${chain}: ${rule}`);
+        met(c, `${chain}: ${rule}`);
         const ended = run(m[2]!, c, depth + 1);
         if (ended || m[1] === 'goto') return true;
         r = '';
         continue;
       }
       if (r === 'return') {
-        c.path.push(`${chain}: ${rule}`);
+        met(c, `${chain}: ${rule}`);
         return false;
       }
       if (r === 'accept' || r === 'drop' || r === 'reject' || /^reject with /.test(r)) {
-        c.path.push(`${chain}: ${rule}`);
+        met(c, `${chain}: ${rule}`);
         c.verdict = r === 'accept' ? 'ACCEPT' : r === 'drop' ? 'DROP' : 'REJECT';
         return true;
       }
