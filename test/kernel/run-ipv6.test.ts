@@ -110,14 +110,21 @@ const url4 = (ip: string, port = 80) => `http://${ip}:${port}/`;
 
 // --- the test ----------------------------------------------------------------
 
-test('kproxy run --manifests programs IPv6 next to IPv4 on a dual-stack node', { timeout: 120_000 }, async (t) => {
-  const topo = new Topology(runPrefix('k6'));
+for (const mode of ['iptables', 'nftables'] as const) {
+test(`kproxy run --proxy-mode ${mode} --manifests programs IPv6 next to IPv4 on a dual-stack node`, { timeout: 120_000 }, async (t) => {
+  const nft = mode === 'nftables';
+  const topo = new Topology(runPrefix(nft ? 'k6n' : 'k6'));
   const dir = mkdtempSync(join(tmpdir(), 'kproxy-run6-'));
   let logs = '';
   let agent: ChildProcess | undefined;
   let node!: Netns;
   const save = async (cmd: 'iptables-save' | 'ip6tables-save', table = 'nat'): Promise<string> =>
     (await node.exec(cmd, ['-t', table])).stdout;
+  /** nftables mode: kproxy's table of a family as `nft list` prints it (elements are "ip . port"). */
+  const table = async (fam: 'ip' | 'ip6'): Promise<string> => (await node.exec('nft', ['list', 'table', fam, 'kproxy'], { allowFail: true })).stdout;
+  /** Whether the family's rules send something to this endpoint ("[ip]:port" in iptables, "ip . port" in an nftables map). */
+  const programs6 = async (ip: string, port: number): Promise<boolean> =>
+    nft ? (await table('ip6')).includes(`: ${ip} . ${port}`) : (await save('ip6tables-save')).includes(`[${ip}]:${port}`);
   try {
     // Topology. IPv6 addresses are added with nodad: duplicate address detection
     // would keep them tentative (unusable) for a second or more after they appear.
@@ -162,6 +169,8 @@ test('kproxy run --manifests programs IPv6 next to IPv4 on a dual-stack node', {
       node.spawn(process.execPath, [
         kproxyMain,
         'run',
+        '--proxy-mode',
+        mode,
         '--manifests',
         dir,
         '--hostname-override',
@@ -183,14 +192,29 @@ test('kproxy run --manifests programs IPv6 next to IPv4 on a dual-stack node', {
     agent.stdout!.resume();
     await waitFor(
       'the first sync of both families',
-      async () => (await save('iptables-save')).includes('KUBE-SVC-') && (await save('ip6tables-save')).includes('KUBE-SVC-'),
+      async () =>
+        nft
+          ? (await table('ip')).includes('10.96.0.10 . tcp . 80') && (await table('ip6')).includes(`${CLUSTER_IP6} . tcp . 80`)
+          : (await save('iptables-save')).includes('KUBE-SVC-') && (await save('ip6tables-save')).includes('KUBE-SVC-'),
       30_000,
       100,
     ).catch((e: Error) => {
       throw new Error(`${e.message}; kproxy said:\n${logs.slice(-3000)}`);
     });
 
-    await t.test('ip6tables holds the service chains, with the IPv6 addresses only', async () => {
+    if (nft) await t.test('table ip6 kproxy holds the IPv6 addresses only, table ip the IPv4 ones', async () => {
+      const v6 = await table('ip6');
+      assert.match(v6, new RegExp(`${CLUSTER_IP6.replace(/[.]/g, '\\.')} \\. tcp \\. 80`));
+      assert.match(v6, /dnat ip6 to ip6 daddr/);
+      assert.ok(v6.includes(': fd00:10:244:1::12 . 8080'), v6);
+      assert.doesNotMatch(v6, /10\.96\.0\.10|10\.244\.1\.11/);
+      const v4 = await table('ip');
+      assert.match(v4, /10\.96\.0\.10 \. tcp \. 80/);
+      assert.doesNotMatch(v4, /fd00:/);
+      assert.doesNotMatch(await save('ip6tables-save'), /KUBE-/, 'nothing of iptables mode');
+    });
+
+    if (!nft) await t.test('ip6tables holds the service chains, with the IPv6 addresses only', async () => {
       const v6 = await save('ip6tables-save');
       assert.match(v6, /^:KUBE-SERVICES /m);
       assert.match(v6, /^-A PREROUTING .*-j KUBE-SERVICES/m);
@@ -254,12 +278,11 @@ test('kproxy run --manifests programs IPv6 next to IPv4 on a dual-stack node', {
       });
       const moved = Date.now() - t0;
       assert.ok(moved < 5000, `moved after ${moved} ms`);
-      const v6 = await save('ip6tables-save');
-      assert.match(v6, /--to-destination \[fd00:10:244:1::11\]:8080/);
-      assert.doesNotMatch(v6, /\[fd00:10:244:1::12\]:8080/);
+      assert.ok(await programs6('fd00:10:244:1::11', 8080));
+      assert.ok(!(await programs6('fd00:10:244:1::12', 8080)));
       const v4 = await get(pods['pod-3']!, url4(CLUSTER_IP4), 2);
       assert.ok(v4.every((x) => x.ok && x.pod === 'pod-1' && x.ip === pod('pod-1').ip4), JSON.stringify(v4));
-      await waitFor('dns6 to point at pod-2', async () => (await save('ip6tables-save')).includes('[fd00:10:244:1::12]:5353'), 5000, 50);
+      await waitFor('dns6 to point at pod-2', () => programs6('fd00:10:244:1::12', 5353), 5000, 50);
       // Same source port: without the IPv6 conntrack cleanup this would keep reaching pod-1
       // (each datagram refreshes the entry). The cleanup runs just after the restore, so wait a little.
       await waitFor('UDP from the same port to reach pod-2', async () => (await udp6Fixed(pods['pod-3']!, DNS_IP6, 53, 40053)) === 'pod-2', 5000, 100);
@@ -269,7 +292,7 @@ test('kproxy run --manifests programs IPv6 next to IPv4 on a dual-stack node', {
       writeManifests(dir, ['pod-1'], [], ['pod-2']);
       await waitFor(
         'the IPv6 service to lose its endpoints',
-        async () => (await save('ip6tables-save', 'filter')).includes(`-d ${CLUSTER_IP6}/128`),
+        async () => (nft ? /set reject-int \{[^}]*elements = \{[^}]*fd00/.test(await table('ip6')) : (await save('ip6tables-save', 'filter')).includes(`-d ${CLUSTER_IP6}/128`)),
         10_000,
         50,
       );
@@ -282,7 +305,8 @@ test('kproxy run --manifests programs IPv6 next to IPv4 on a dual-stack node', {
       // pod counts one per connection). The same rules upstream writes behave alike.
       assert.ok(v6[0]!.ms < 2500, `refused after at most one retransmission (${v6[0]!.ms} ms)`);
       // The node would refuse an unclaimed port by itself: check the rule too.
-      assert.match(await save('ip6tables-save', 'filter'), /^-A KUBE-EXTERNAL-SERVICES .*--dport 30080 .*-j REJECT/m);
+      if (nft) assert.match(await table('ip6'), /set reject-np \{[^}]*elements = \{ tcp \. 30080 \}/);
+      else assert.match(await save('ip6tables-save', 'filter'), /^-A KUBE-EXTERNAL-SERVICES .*--dport 30080 .*-j REJECT/m);
       const np = await get(client, url6(NODE_IP6, NODE_PORT), 1, 3000);
       assert.equal(np[0]!.ok, false, JSON.stringify(np));
       assert.match(np[0]!.error!, /ECONNREFUSED/);
@@ -295,3 +319,4 @@ test('kproxy run --manifests programs IPv6 next to IPv4 on a dual-stack node', {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+}
