@@ -92,7 +92,12 @@ class NftablesBackend implements ProxyBackend {
           const services = renderServices(state, ctx, fam.mirror.slotHistory());
           const existing = fam.recreate ? null : await listObjects(ctx.w.nft);
           const { tx, commit } = fam.mirror.full(fixed, services, existing);
-          await runNft(tx.text);
+          if (tx.staged && !fam.recreate) {
+            // No table yet: load it in steps, the element halves by two nft processes at once.
+            await runNft(tx.staged.first);
+            await Promise.all(tx.staged.parallel.map((t) => runNft(t)));
+            await runNft(tx.staged.last);
+          } else await runNft(tx.text);
           commit();
           Object.assign(detail, { services: services.size, elements: tx.added, rules: tx.newRules });
         } else {

@@ -38,6 +38,21 @@ export interface Transaction {
   deleted: number;
   newSets: number;
   newRules: number;
+  /**
+   * The same transaction in steps, for a node with no kproxy table yet: the
+   * table and its rules, then the element statements in two halves that may
+   * run at once (nft's parse is most of a first sync, and there are two
+   * cores), then the sets that send packets to the maps. Until the last
+   * step, no frontend leads anywhere, so a half-loaded table sends no packet
+   * to a missing endpoint. Only for a fresh node: replacing a table must stay
+   * one transaction.
+   */
+  staged?: { first: string; parallel: string[]; last: string };
+}
+
+/** Sets whose elements send packets on to the endpoint maps: written last when a table is loaded in steps. */
+function isEntrySet(name: string): boolean {
+  return shapeOf(name) !== null || ['int-fe', 'ext-masq', 'ext-local', 'np-masq', 'np-local', 'fw-fe'].includes(name);
 }
 
 /** `set NAME { … }` or `map NAME { … }`, one line per property, for declarations and `add`. */
@@ -155,11 +170,25 @@ export class TableMirror {
     }
     let added = 0;
     for (const items of groups.values()) added += items.length;
-    lines.push(...elementLines('add', fam, groups));
-    return {
-      tx: { text: lines.join('\n') + '\n', added, deleted: 0, newSets: shapeSets.length, newRules: nRules },
-      commit: () => this.adopt(next),
-    };
+    const head = lines.join('\n') + '\n';
+    const elems = elementLines('add', fam, groups);
+    const tx: Transaction = { text: head + elems.join('\n') + (elems.length ? '\n' : ''), added, deleted: 0, newSets: shapeSets.length, newRules: nRules };
+    if (existing === null) {
+      const halves: string[][] = [[], []];
+      const size = [0, 0];
+      const entry: string[] = [];
+      for (const l of elems) {
+        if (isEntrySet(l.split(' ', 5)[4]!)) entry.push(l);
+        else {
+          const i = size[0]! <= size[1]! ? 0 : 1;
+          halves[i]!.push(l);
+          size[i]! += l.length;
+        }
+      }
+      const text = (ls: string[]): string => (ls.length ? ls.join('\n') + '\n' : '');
+      tx.staged = { first: head.replace(/^delete table .*\n/m, ''), parallel: halves.map(text).filter(Boolean), last: text(entry) };
+    }
+    return { tx, commit: () => this.adopt(next) };
   }
 
   /**
