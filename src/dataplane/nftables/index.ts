@@ -92,14 +92,16 @@ class NftablesBackend implements ProxyBackend {
           const services = renderServices(state, ctx, fam.mirror.slotHistory());
           const existing = fam.recreate ? null : await listObjects(ctx.w.nft);
           const { tx, commit } = fam.mirror.full(fixed, services, existing);
-          if (tx.staged && !fam.recreate) {
+          const tRender = Date.now() - t0;
+          const staged = !!tx.staged && !fam.recreate;
+          if (staged && tx.staged) {
             // No table yet: load it in steps, the element halves by two nft processes at once.
             await runNft(tx.staged.first);
             await Promise.all(tx.staged.parallel.map((t) => runNft(t)));
             await runNft(tx.staged.last);
           } else await runNft(tx.text);
           commit();
-          Object.assign(detail, { services: services.size, elements: tx.added, rules: tx.newRules });
+          Object.assign(detail, { services: services.size, elements: tx.added, rules: tx.newRules, renderMs: tRender, nftMs: Date.now() - t0 - tRender, staged });
         } else {
           const changed = new Map<string, ServiceContribution | null>();
           const history = fam.mirror.slotHistory();
