@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { loadManifests } from '../k8s/load.js';
 import { formatWarning, type ClusterState, type IPFamily } from '../k8s/types.js';
 import { detectRandomFully } from '../dataplane/iptables/detect.js';
-import { canonicalRuleset, restorePayload } from '../dataplane/iptables/payload.js';
+import { restorePayload, writeCanonicalRuleset } from '../dataplane/iptables/payload.js';
 import { renderIptables } from '../dataplane/iptables/render.js';
 import { renderOptionsFromSettings } from '../dataplane/iptables/render-options.js';
 import { loadProxyConfig, mergeProxySettings, type ProxyConfig, type ProxySettings } from '../proxy/config.js';
@@ -30,8 +30,12 @@ export interface RenderContext {
   options: RenderCliOptions;
 }
 
+/** Receives the output in pieces, in order. */
+export type TextSink = (chunk: string) => void;
+
 export interface RenderOutput {
-  text: string;
+  /** The output, whole, or as a writer that hands it to a sink in pieces (a 10k-service ruleset is 33 MB). */
+  text: string | ((sink: TextSink) => void);
   warnings: string[];
 }
 
@@ -56,13 +60,18 @@ async function renderIptablesMode(ctx: RenderContext): Promise<RenderOutput> {
     }),
   );
   const warnings: string[] = [];
-  const parts: string[] = [];
   for (const rs of rulesets) {
     for (const s of rs.skipped) warnings.push(`${rs.family}: service port ${JSON.stringify(s.key)} skipped: ${s.reason}`);
-    const body = options.raw ? restorePayload(rs) : canonicalRuleset(rs);
-    parts.push(rulesets.length > 1 ? `${familyHeader(rs.family)}\n${body}` : body);
   }
-  return { text: parts.join('\n'), warnings };
+  const write = (sink: TextSink): void => {
+    rulesets.forEach((rs, i) => {
+      if (i > 0) sink('\n');
+      if (rulesets.length > 1) sink(`${familyHeader(rs.family)}\n`);
+      if (options.raw) sink(restorePayload(rs));
+      else writeCanonicalRuleset(rs, sink);
+    });
+  };
+  return { text: write, warnings };
 }
 
 /** Proxy modes `render` knows; other modes register here (e.g. modeRenderers.ipvs = …). */
@@ -71,7 +80,24 @@ export const modeRenderers: Record<string, ModeRenderer> = {
   ipvs: renderIpvsMode,
 };
 
+export interface PreparedRender {
+  /** The warnings, formatted, to print before the output. */
+  stderr: string;
+  code: number;
+  /** Hands the output to `sink` (nothing when code is not 0). */
+  write(sink: TextSink): void;
+}
+
+/** Everything `kproxy render` prints: stdout, stderr and the exit code. */
 export async function runRender(paths: string[], o: RenderCliOptions): Promise<{ stdout: string; stderr: string; code: number }> {
+  const r = await prepareRender(paths, o);
+  const parts: string[] = [];
+  r.write((chunk) => parts.push(chunk));
+  return { stdout: parts.join(''), stderr: r.stderr, code: r.code };
+}
+
+/** Loads, validates and renders; the (large) output text is produced only when written. */
+export async function prepareRender(paths: string[], o: RenderCliOptions): Promise<PreparedRender> {
   let config: ProxyConfig | undefined;
   const warnings: string[] = [];
   if (o.config) {
@@ -98,9 +124,10 @@ export async function runRender(paths: string[], o: RenderCliOptions): Promise<{
   warnings.push(...out.warnings);
   const stderr = warnings.map((w) => `kproxy: warning: ${w}\n`).join('');
   if (o.strict && warnings.length > 0) {
-    return { stdout: '', stderr: stderr + `kproxy: --strict: ${warnings.length} warning(s), nothing rendered\n`, code: 1 };
+    return { stderr: stderr + `kproxy: --strict: ${warnings.length} warning(s), nothing rendered\n`, code: 1, write: () => {} };
   }
-  return { stdout: out.text, stderr, code: 0 };
+  const text = out.text;
+  return { stderr, code: 0, write: (sink) => (typeof text === 'string' ? sink(text) : text(sink)) };
 }
 
 export function register(program: Command): void {
@@ -122,9 +149,10 @@ export function register(program: Command): void {
       if (o.ipFamily && o.ipFamily.split(',').some((f) => !['IPv4', 'IPv6'].includes(f.trim()))) {
         throw new Error(`--ip-family takes IPv4, IPv6 or IPv4,IPv6, not ${JSON.stringify(o.ipFamily)}`);
       }
-      const r = await runRender(paths, o);
+      const r = await prepareRender(paths, o);
       process.stderr.write(r.stderr);
-      process.stdout.write(r.stdout);
+      // Piece by piece: stdout is synchronous for files and pipes on Linux, so no piece waits in memory.
+      r.write((chunk) => process.stdout.write(chunk));
       if (r.code !== 0) process.exitCode = r.code;
     });
 }
