@@ -1,12 +1,13 @@
 // `kproxy render [options] PATH...`: the rules kube-proxy would write on one
 // node for the given manifests, printed as iptables-restore input in the
 // canonical order upstream's tests compare (or upstream's write order, --raw).
+import { once } from 'node:events';
 import { COMMANDS } from './commands.js';
 import type { Command } from 'commander';
 import { loadManifests } from '../k8s/load.js';
 import { formatWarning, type ClusterState, type IPFamily } from '../k8s/types.js';
 import { detectRandomFully } from '../dataplane/iptables/detect.js';
-import { restorePayload, writeCanonicalRuleset } from '../dataplane/iptables/payload.js';
+import { canonicalChunks, restorePayload } from '../dataplane/iptables/payload.js';
 import { renderIptables } from '../dataplane/iptables/render.js';
 import { renderOptionsFromSettings } from '../dataplane/iptables/render-options.js';
 import { loadProxyConfig, mergeProxySettings, type ProxyConfig, type ProxySettings } from '../proxy/config.js';
@@ -30,12 +31,9 @@ export interface RenderContext {
   options: RenderCliOptions;
 }
 
-/** Receives the output in pieces, in order. */
-export type TextSink = (chunk: string) => void;
-
 export interface RenderOutput {
-  /** The output, whole, or as a writer that hands it to a sink in pieces (a 10k-service ruleset is 33 MB). */
-  text: string | ((sink: TextSink) => void);
+  /** The output, whole or in pieces made as they are read (a 10k-service ruleset is 33 MB). */
+  text: string | Iterable<string>;
   warnings: string[];
 }
 
@@ -63,15 +61,15 @@ async function renderIptablesMode(ctx: RenderContext): Promise<RenderOutput> {
   for (const rs of rulesets) {
     for (const s of rs.skipped) warnings.push(`${rs.family}: service port ${JSON.stringify(s.key)} skipped: ${s.reason}`);
   }
-  const write = (sink: TextSink): void => {
-    rulesets.forEach((rs, i) => {
-      if (i > 0) sink('\n');
-      if (rulesets.length > 1) sink(`${familyHeader(rs.family)}\n`);
-      if (options.raw) sink(restorePayload(rs));
-      else writeCanonicalRuleset(rs, sink);
-    });
-  };
-  return { text: write, warnings };
+  function* text(): Generator<string> {
+    for (const [i, rs] of rulesets.entries()) {
+      if (i > 0) yield '\n';
+      if (rulesets.length > 1) yield `${familyHeader(rs.family)}\n`;
+      if (options.raw) yield restorePayload(rs);
+      else yield* canonicalChunks(rs);
+    }
+  }
+  return { text: text(), warnings };
 }
 
 /** Proxy modes `render` knows; other modes register here (e.g. modeRenderers.ipvs = …). */
@@ -84,16 +82,14 @@ export interface PreparedRender {
   /** The warnings, formatted, to print before the output. */
   stderr: string;
   code: number;
-  /** Hands the output to `sink` (nothing when code is not 0). */
-  write(sink: TextSink): void;
+  /** The output, in pieces (none when code is not 0). */
+  chunks: Iterable<string>;
 }
 
 /** Everything `kproxy render` prints: stdout, stderr and the exit code. */
 export async function runRender(paths: string[], o: RenderCliOptions): Promise<{ stdout: string; stderr: string; code: number }> {
   const r = await prepareRender(paths, o);
-  const parts: string[] = [];
-  r.write((chunk) => parts.push(chunk));
-  return { stdout: parts.join(''), stderr: r.stderr, code: r.code };
+  return { stdout: [...r.chunks].join(''), stderr: r.stderr, code: r.code };
 }
 
 /** Loads, validates and renders; the (large) output text is produced only when written. */
@@ -124,10 +120,9 @@ export async function prepareRender(paths: string[], o: RenderCliOptions): Promi
   warnings.push(...out.warnings);
   const stderr = warnings.map((w) => `kproxy: warning: ${w}\n`).join('');
   if (o.strict && warnings.length > 0) {
-    return { stderr: stderr + `kproxy: --strict: ${warnings.length} warning(s), nothing rendered\n`, code: 1, write: () => {} };
+    return { stderr: stderr + `kproxy: --strict: ${warnings.length} warning(s), nothing rendered\n`, code: 1, chunks: [] };
   }
-  const text = out.text;
-  return { stderr, code: 0, write: (sink) => (typeof text === 'string' ? sink(text) : text(sink)) };
+  return { stderr, code: 0, chunks: typeof out.text === 'string' ? [out.text] : out.text };
 }
 
 export function register(program: Command): void {
@@ -151,8 +146,8 @@ export function register(program: Command): void {
       }
       const r = await prepareRender(paths, o);
       process.stderr.write(r.stderr);
-      // Piece by piece: stdout is synchronous for files and pipes on Linux, so no piece waits in memory.
-      r.write((chunk) => process.stdout.write(chunk));
+      // Piece by piece, waiting for a slow reader (a pipe) rather than queueing the whole text.
+      for (const chunk of r.chunks) if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
       if (r.code !== 0) process.exitCode = r.code;
     });
 }

@@ -184,27 +184,30 @@ function serviceNameOfKey(key: string): string {
 }
 
 /**
- * Hands lines on in pieces of about `batch` lines, each piece '\n'-terminated:
- * the output of a 10k-service render is 33 MB, and one string of it (then one
- * Buffer of it to write) costs more in fresh memory than building it did.
+ * Collects lines into pieces of about CHUNK_CHARS characters, each '\n'-terminated: the
+ * output of a 10k-service render is 33 MB, and one string of it (then one Buffer of it
+ * to write) costs more in fresh memory than building it did. Pieces stay below V8's
+ * large-object size, so they are made in (and die in) the young generation.
  */
-export class LineBatcher {
-  private readonly lines: string[] = [];
-  constructor(
-    private readonly sink: (chunk: string) => void,
-    private readonly batch = 4096,
-  ) {}
+const CHUNK_CHARS = 48 * 1024;
 
-  line(s: string): void {
-    this.lines.push(s);
-    if (this.lines.length >= this.batch) this.flush();
+class Chunker {
+  private readonly lines: string[] = [];
+  private size = 0;
+
+  /** Adds a line; true when a piece is full (take it). */
+  add(line: string): boolean {
+    this.lines.push(line);
+    this.size += line.length + 1;
+    return this.size >= CHUNK_CHARS;
   }
 
-  flush(): void {
-    if (this.lines.length === 0) return;
+  take(): string {
     this.lines.push('');
-    this.sink(this.lines.join('\n'));
+    const chunk = this.lines.join('\n');
     this.lines.length = 0;
+    this.size = 0;
+    return chunk;
   }
 }
 
@@ -230,27 +233,25 @@ function servicesByName(services: IptablesRuleset['services']): IptablesRuleset[
  * but built straight from the model, without re-parsing a 100 MB text at 30k services.
  */
 export function canonicalRuleset(rs: IptablesRuleset, opts: PayloadOptions = {}): string {
-  const parts: string[] = [];
-  writeCanonicalRuleset(rs, (chunk) => parts.push(chunk), opts);
-  return parts.join('');
+  return [...canonicalChunks(rs, opts)].join('');
 }
 
-/** canonicalRuleset, handed to `sink` in pieces (in order) instead of returned as one string. */
-export function writeCanonicalRuleset(rs: IptablesRuleset, sink: (chunk: string) => void, opts: PayloadOptions = {}): void {
+/** canonicalRuleset in pieces, in order (so a writer can wait for its reader between them). */
+export function* canonicalChunks(rs: IptablesRuleset, opts: PayloadOptions = {}): Generator<string> {
   for (const t of ['filter', 'nat'] as const) {
     for (const c of ['KUBE-SERVICES', 'KUBE-NODEPORTS']) {
       // The direct path assumes these chains get rules only from services (and the trailing jump).
       if ((rs.fixed[t].get(c) ?? []).length > 0) {
-        sink(canonicalPayload(restorePayload(rs, opts)));
+        yield canonicalPayload(restorePayload(rs, opts));
         return;
       }
     }
   }
   const sortedServices = servicesByName(rs.services);
   const deletes = opts.deleteNatChains ?? [];
-  const out = new LineBatcher(sink);
+  const out = new Chunker();
   for (const table of ['filter', 'nat'] as const) {
-    out.line(`*${table}`);
+    if (out.add(`*${table}`)) yield out.take();
     // The few chains that several parties write to (fixed, shared, trailing, deleted), with their rules in write order.
     const common = new Map<string, string[][]>();
     const addCommon = (c: string, rules?: string[]): void => {
@@ -294,22 +295,23 @@ export function writeCanonicalRuleset(rs: IptablesRuleset, sink: (chunk: string)
     kube.sort(byName);
     other.sort(byName);
     const entries = first.concat(kube, other);
-    for (const e of entries) out.line(chainLine(e.name));
+    for (const e of entries) if (out.add(chainLine(e.name))) yield out.take();
     for (const e of entries) {
       if (e.rules) {
-        for (const r of e.rules) out.line(r);
+        for (const r of e.rules) if (out.add(r)) yield out.take();
       } else if (e.name === 'KUBE-NODEPORTS' || e.name === 'KUBE-SERVICES') {
-        for (const s of sortedServices) for (const r of s.shared[table].get(e.name) ?? []) out.line(r);
+        for (const s of sortedServices) for (const r of s.shared[table].get(e.name) ?? []) if (out.add(r)) yield out.take();
       } else {
-        for (const rules of common.get(e.name)!) for (const r of rules) out.line(r);
+        for (const rules of common.get(e.name)!) for (const r of rules) if (out.add(r)) yield out.take();
       }
-      for (const r of rs.trailing[table].get(e.name) ?? []) out.line(r);
+      for (const r of rs.trailing[table].get(e.name) ?? []) if (out.add(r)) yield out.take();
     }
     if (table === 'nat') {
       const del = [...new Set(deletes)].sort(compareChains);
-      for (const c of del) out.line(`-X ${c}`);
+      for (const c of del) if (out.add(`-X ${c}`)) yield out.take();
     }
-    out.line('COMMIT');
+    if (out.add('COMMIT')) yield out.take();
   }
-  out.flush();
+  const last = out.take();
+  if (last) yield last;
 }
