@@ -16,11 +16,15 @@ const digest = oneShot
 
 const B32_CODES = Array.from(B32, (c) => c.charCodeAt(0));
 
-export function hash16(s: string): string {
+export function hash16(s: string, prefix = ''): string {
   const d = digest(s);
   // 10 bytes = 80 bits = 16 base32 digits: two groups of 5 bytes → 8 digits, with 32-bit integer ops only.
-  const c = new Array<number>(16);
-  for (let g = 0, o = 0; g < 10; g += 5, o += 8) {
+  // The prefix goes into the same string: 'KUBE-SEP-' + hash would be a two-part rope, kept as
+  // such in the memo, and flattened into a second copy by every comparison of the canonical sort.
+  const p = prefix.length;
+  const c = new Array<number>(p + 16);
+  for (let i = 0; i < p; i++) c[i] = prefix.charCodeAt(i);
+  for (let g = 0, o = p; g < 10; g += 5, o += 8) {
     const b0 = d[g]!, b1 = d[g + 1]!, b2 = d[g + 2]!, b3 = d[g + 3]!, b4 = d[g + 4]!;
     c[o] = B32_CODES[b0 >> 3]!;
     c[o + 1] = B32_CODES[((b0 & 7) << 2) | (b1 >> 6)]!;
@@ -87,7 +91,7 @@ export function endpointChainName(servicePortName: string, protocol: string, end
   const e = portEntry(servicePortName, protocol);
   let h = e.eps.get(endpoint);
   if (h === undefined) {
-    h = 'KUBE-SEP-' + hash16(servicePortName + protocol.toLowerCase() + endpoint);
+    h = hash16(servicePortName + protocol.toLowerCase() + endpoint, 'KUBE-SEP-');
     e.eps.set(endpoint, h);
     cached++;
   }
