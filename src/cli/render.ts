@@ -12,7 +12,6 @@ import { renderIptables } from '../dataplane/iptables/render.js';
 import { renderOptionsFromSettings } from '../dataplane/iptables/render-options.js';
 import { loadProxyConfig, mergeProxySettings, type ProxyConfig, type ProxySettings } from '../proxy/config.js';
 import { addProxyFlags, proxyFlagsFrom, type ProxyCliOptions } from './proxy-flags.js';
-import { renderIpvsMode } from '../dataplane/ipvs/render-mode.js';
 
 export interface RenderCliOptions extends ProxyCliOptions {
   strict?: boolean;
@@ -75,7 +74,8 @@ async function renderIptablesMode(ctx: RenderContext): Promise<RenderOutput> {
 /** Proxy modes `render` knows; other modes register here (e.g. modeRenderers.ipvs = …). */
 export const modeRenderers: Record<string, ModeRenderer> = {
   iptables: renderIptablesMode,
-  ipvs: renderIpvsMode,
+  // Loaded only for --proxy-mode ipvs (it brings the IPVS model and the schedulers).
+  ipvs: async (ctx) => (await import('../dataplane/ipvs/render-mode.js')).renderIpvsMode(ctx),
 };
 
 export interface PreparedRender {
