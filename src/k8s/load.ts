@@ -5,7 +5,7 @@
 import { isAscii } from 'node:buffer';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { LineCounter, parseAllDocuments } from 'yaml';
+import { yaml } from '../util/yaml.js';
 import { endpointSlicesFromPods } from './endpoints-from-pods.js';
 import { parseObject, quote } from './validate.js';
 import type { ClusterState, EndpointSlice, InputWarning, Node, Pod, Service } from './types.js';
@@ -92,6 +92,7 @@ export function parseManifestText(text: string, source: string): ParsedText {
       return out;
     }
   }
+  const { LineCounter, parseAllDocuments } = yaml();
   const lineCounter = new LineCounter();
   // YAML 1.2 core schema (as the API machinery's sigs.k8s.io/yaml reads it closely enough: "yes"/"on" stay strings).
   const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
