@@ -7,6 +7,7 @@ import { loadRuleset, parseIpsetSave, trace, type TraceRequest } from '../netfil
 import { isTableName } from '../netfilter/ruleset.js';
 import type { Proto, TraceResult } from '../netfilter/simulate.js';
 import { splitHostPort } from '../util/ip.js';
+import { decodeText } from '../util/text.js';
 
 interface TraceOpts {
   rules: string;
@@ -30,7 +31,7 @@ const collectOne = (v: string, prev: string[]): string[] => [...prev, v];
 
 function readInput(path: string): string {
   try {
-    return readFileSync(path === '-' ? 0 : path, 'utf8');
+    return decodeText(readFileSync(path === '-' ? 0 : path));
   } catch (e) {
     throw new Error(`cannot read ${path === '-' ? 'stdin' : path}: ${(e as Error).message}`);
   }

@@ -2,9 +2,9 @@
 // multi-document streams and JSON; `kind: List` (and any *List with items).
 // A syntax error skips its document with a warning naming file, document and
 // line; everything else in the input is still used.
-import { isAscii } from 'node:buffer';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { decodeText } from '../util/text.js';
 import { yaml } from '../util/yaml.js';
 import { endpointSlicesFromPods } from './endpoints-from-pods.js';
 import { parseObject, quote } from './validate.js';
@@ -63,14 +63,9 @@ function looksLikeJSON(text: string): boolean {
   return first !== null && (first[0] === '{' || first[0] === '[');
 }
 
-/**
- * A manifest file's text. Most manifests are ASCII: a Latin-1 string of those bytes is the
- * same text, made by one copy (UTF-8 decoding a 30 MB file costs several times that), and
- * JSON.parse reads one-byte strings fastest.
- */
+/** A manifest file's text (decodeText: ASCII files are read with one copy). */
 export async function readManifestFile(path: string): Promise<string> {
-  const buf = await readFile(path);
-  return buf.toString(isAscii(buf) ? 'latin1' : 'utf8');
+  return decodeText(await readFile(path));
 }
 
 /** Parses one file's (or stdin's) text into validated objects. Never throws on bad input. */
