@@ -6,11 +6,44 @@ import {
   isTableName,
   RulesetParseError,
   type Chain,
+  type Match,
   type Rule,
   type Ruleset,
   type Table,
   type TableName,
+  type Target,
 } from './ruleset.js';
+
+/**
+ * A rule of a dump. Its arguments are parsed at load time like everything else, so a
+ * malformed rule is an error naming its line before any trace, but its matches are not
+ * kept: they are most of a rule's memory (about 1 KB each: 350 MB for a 500,000-line dump,
+ * which cost more to allocate than to parse), and a trace reads those of a few hundred
+ * rules. They are parsed again, once, when first read; the parse cannot fail the second time.
+ */
+class SavedRule implements Rule {
+  counters?: { packets: bigint; bytes: bigint };
+  private parsed: Match[] | undefined;
+
+  constructor(
+    readonly table: TableName,
+    readonly chain: string,
+    readonly line: number,
+    readonly text: string,
+    readonly target: Target | null,
+    readonly unmodelled: string[],
+    /** Where the rule's arguments start among the words of its line. */
+    private readonly argStart: number,
+  ) {}
+
+  get spec(): string {
+    return this.text;
+  }
+
+  get matches(): Match[] {
+    return (this.parsed ??= parseRuleArgs(tokenize(this.text), this.argStart).matches);
+  }
+}
 
 export interface ParseOptions {
   /** A name for the input in error messages (a file name, "stdin"). */
@@ -19,19 +52,21 @@ export interface ParseOptions {
   family?: 4 | 6;
 }
 
+/** "[0:0]", what most chain lines carry: one shared (frozen) object instead of two bigints each. */
+const ZERO_COUNTERS = Object.freeze({ packets: 0n, bytes: 0n });
+
 export function looksLikeSave(text: string): boolean {
   return /^\s*\*(raw|mangle|nat|filter|security)\s*$/m.test(text);
 }
 
 export function parseSave(text: string, opts: ParseOptions = {}): Ruleset {
-  const lines = text.split('\n');
   const tables = new Map<TableName, Table>();
   const warnings: Ruleset['warnings'] = [];
   let family: 4 | 6 | undefined = opts.family;
   if (!family && /^#.*ip6tables-save/m.test(text.slice(0, 2000))) family = 6;
   let table: Table | null = null;
   let lastChain: Chain | null = null;
-  /** Jumps to check once the table is committed: [chain, line]. */
+  /** Jumps to chains not declared yet (a restore payload may -N them later), checked at COMMIT: [chain, line]. */
   let pendingJumps: [string, number][] = [];
   const err = (line: number, msg: string): never => {
     throw new RulesetParseError(line, msg, opts.source);
@@ -46,9 +81,14 @@ export function parseSave(text: string, opts: ParseOptions = {}): Ruleset {
     void line;
   };
 
-  for (let idx = 0; idx < lines.length; idx++) {
-    const lineNo = idx + 1;
-    let raw = lines[idx]!;
+  // Line by line without split(): no array of 500,000 lines held through the whole parse.
+  let lineNo = 0;
+  for (let pos = 0; pos <= text.length; ) {
+    lineNo++;
+    let nl = text.indexOf('\n', pos);
+    if (nl < 0) nl = text.length;
+    let raw = text.slice(pos, nl);
+    pos = nl + 1;
     if (raw.endsWith('\r')) raw = raw.slice(0, -1);
     const line = raw.trim();
     if (line === '' || line[0] === '#') continue;
@@ -87,7 +127,7 @@ export function parseSave(text: string, opts: ParseOptions = {}): Ruleset {
       const chain: Chain = existing ?? { table: t.name, name: name!, builtin: false, line: lineNo, rules: [] };
       chain.line = lineNo;
       if (builtin) chain.policy = policy as 'ACCEPT' | 'DROP';
-      if (pk !== undefined) chain.counters = { packets: BigInt(pk), bytes: BigInt(by!) };
+      if (pk !== undefined) chain.counters = pk === '0' && by === '0' ? ZERO_COUNTERS : { packets: BigInt(pk), bytes: BigInt(by!) };
       // A restore payload re-declaring a chain flushes it.
       chain.rules = [];
       t.chains.set(name!, chain);
@@ -139,21 +179,15 @@ export function parseSave(text: string, opts: ParseOptions = {}): Ruleset {
           const tg = parsed.target;
           if (!family && tg && (tg.kind === 'DNAT' || tg.kind === 'SNAT') && tg.to[0]?.from) family = tg.to[0].from.family;
         }
-        const rule: Rule = {
-          table: t.name,
-          chain: chainName!,
-          line: lineNo,
-          text: line,
-          spec: line,
-          matches: parsed.matches,
-          target: parsed.target,
-          unmodelled: parsed.unmodelled,
-        };
+        // The chain's own name string, not this line's slice of it.
+        const rule: Rule = new SavedRule(t.name, chain!.name, lineNo, line, parsed.target, parsed.unmodelled, argStart);
         const c = parsed.counters ?? counters;
         if (c) rule.counters = { packets: c[0], bytes: c[1] };
         if (parsed.target && (parsed.target.kind === 'jump' || parsed.target.kind === 'goto')) {
           if (t.name !== 'nat' && (parsed.target.chain === 'DNAT' || parsed.target.chain === 'SNAT')) err(lineNo, `${parsed.target.chain} is only valid in the nat table`);
-          pendingJumps.push([parsed.target.chain, lineNo]);
+          // A chain declared before its rules (as iptables-save writes them) is there at COMMIT too:
+          // -X refuses a chain that rules still jump to.
+          if (!t.chains.has(parsed.target.chain)) pendingJumps.push([parsed.target.chain, lineNo]);
         }
         if (pos === chain!.rules.length) chain!.rules.push(rule);
         else chain!.rules.splice(pos, 0, rule);
@@ -197,7 +231,7 @@ export function parseSave(text: string, opts: ParseOptions = {}): Ruleset {
         err(lineNo, `unknown command "${cmd}" (expected -A, -I, -N, -X, -F, -P, a :chain line or COMMIT)`);
     }
   }
-  if (table) err(lines.length, `table ${(table as Table).name} (line ${(table as Table).line}) has no COMMIT: the dump is truncated`);
+  if (table) err(lineNo, `table ${(table as Table).name} (line ${(table as Table).line}) has no COMMIT: the dump is truncated`);
   if (tables.size === 0) err(1, 'no *table line: this is not iptables-save output');
-  return { family: family ?? 4, format: 'save', tables, warnings, lineCount: lines.length };
+  return { family: family ?? 4, format: 'save', tables, warnings, lineCount: lineNo };
 }

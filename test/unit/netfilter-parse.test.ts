@@ -87,6 +87,28 @@ test('bad dumps: errors name the line', () => {
   assert.throws(() => loadRuleset('hello\nworld\n'), /line 1: neither iptables-save/);
 });
 
+test("a rule's matches, parsed again when first read, are those of its arguments (counters and -I N skipped)", () => {
+  const text = [
+    '*filter', ':INPUT ACCEPT [0:0]', ':A - [3:4]',
+    '[5:6] -A INPUT -s 10.0.0.0/8 -p tcp -m tcp --dport 80 -m comment --comment "a \\"b\\" c" -j A',
+    '-I INPUT 1 ! -d 192.168.0.1/32 -m conntrack --ctstate NEW -j ACCEPT',
+    '-A A -m statistic --mode random --probability 0.5 -j RETURN',
+    'COMMIT', '',
+  ].join('\n');
+  const r = parseSave(text);
+  const rules = [...r.tables.get('filter')!.chains.values()].flatMap((c) => c.rules);
+  assert.equal(rules.length, 3);
+  for (const rule of rules) {
+    const words = tokenize(rule.text);
+    const start = words.words.indexOf(rule.chain) + 1 + (words.words.includes('-I') ? 1 : 0);
+    assert.deepEqual(rule.matches, parseRuleArgs(words, start).matches, rule.text);
+    assert.equal(rule.matches, rule.matches, 'parsed once');
+    assert.equal(rule.spec, rule.text);
+  }
+  assert.deepEqual(rules.find((x) => x.counters)!.counters, { packets: 5n, bytes: 6n });
+  assert.deepEqual(r.tables.get('filter')!.chains.get('A')!.counters, { packets: 3n, bytes: 4n });
+});
+
 test('restore payload commands: -I, -N, -X, -F, -P', () => {
   const r = parseSave('*filter\n:INPUT ACCEPT [0:0]\n-N A\n-A INPUT -j ACCEPT\n-I INPUT -j DROP\n-I INPUT 2 -j RETURN\n-N B\n-X B\n-P INPUT DROP\nCOMMIT\n');
   const ch = r.tables.get('filter')!.chains.get('INPUT')!;
