@@ -1,49 +1,8 @@
 // iptables-save / ip6tables-save output (and iptables-restore payloads, which
 // are the same language plus -I/-N/-X/-F/-P) → Ruleset. Errors name the line.
 import { parseRuleArgs, tokenize } from './parse-rule.js';
-import {
-  emptyTable,
-  isTableName,
-  RulesetParseError,
-  type Chain,
-  type Match,
-  type Rule,
-  type Ruleset,
-  type Table,
-  type TableName,
-  type Target,
-} from './ruleset.js';
-
-/**
- * A rule of a dump. Its arguments are parsed at load time like everything else, so a
- * malformed rule is an error naming its line before any trace, but its matches are not
- * kept: they are most of a rule's memory (about 1 KB each: 350 MB for a 500,000-line dump,
- * which cost more to allocate than to parse), and a trace reads those of a few hundred
- * rules. They are parsed again, once, when first read; the parse cannot fail the second time.
- */
-class SavedRule implements Rule {
-  counters?: { packets: bigint; bytes: bigint };
-  private parsed: Match[] | undefined;
-
-  constructor(
-    readonly table: TableName,
-    readonly chain: string,
-    readonly line: number,
-    readonly text: string,
-    readonly target: Target | null,
-    readonly unmodelled: string[],
-    /** Where the rule's arguments start among the words of its line. */
-    private readonly argStart: number,
-  ) {}
-
-  get spec(): string {
-    return this.text;
-  }
-
-  get matches(): Match[] {
-    return (this.parsed ??= parseRuleArgs(tokenize(this.text), this.argStart).matches);
-  }
-}
+import { emptyTable, isTableName, RulesetParseError, type Chain, type Rule, type Ruleset, type Table, type TableName } from './ruleset.js';
+import { counterPrefix, SavedChain, SavedRule } from './saved.js';
 
 export interface ParseOptions {
   /** A name for the input in error messages (a file name, "stdin"). */
@@ -85,6 +44,7 @@ export function parseSave(text: string, opts: ParseOptions = {}): Ruleset {
   let lineNo = 0;
   for (let pos = 0; pos <= text.length; ) {
     lineNo++;
+    const lineStart = pos;
     let nl = text.indexOf('\n', pos);
     if (nl < 0) nl = text.length;
     let raw = text.slice(pos, nl);
@@ -131,10 +91,8 @@ export function parseSave(text: string, opts: ParseOptions = {}): Ruleset {
       if (builtin && policy !== 'ACCEPT' && policy !== 'DROP') err(lineNo, `bad policy "${policy}" for ${name}`);
       const counters = pk === undefined ? undefined : pk === '0' && by === '0' ? ZERO_COUNTERS : { packets: BigInt(pk), bytes: BigInt(by!) };
       if (!existing) {
-        // Every property in the literal: one object of one shape (140,000 chains in a large dump).
-        const chain: Chain = counters
-          ? { table: t.name, name: name!, builtin: false, line: lineNo, rules: [], counters }
-          : { table: t.name, name: name!, builtin: false, line: lineNo, rules: [] };
+        const chain = new SavedChain(t.name, name!, lineNo, text);
+        if (counters) chain.counters = counters;
         t.chains.set(name!, chain);
         continue;
       }
@@ -151,13 +109,7 @@ export function parseSave(text: string, opts: ParseOptions = {}): Ruleset {
     } catch (e) {
       return err(lineNo, (e as Error).message);
     }
-    let start = 0;
-    let counters: [bigint, bigint] | undefined;
-    const cm = line.charCodeAt(0) === 91 ? /^\[(\d+):(\d+)\]$/.exec(tokens.words[0] ?? '') : null;
-    if (cm) {
-      counters = [BigInt(cm[1]!), BigInt(cm[2]!)];
-      start = 1;
-    }
+    const { counters, start } = counterPrefix(line, tokens);
     const cmd = tokens.words[start];
     const chainName = tokens.words[start + 1];
     if (!cmd || !chainName) err(lineNo, `cannot read "${line.slice(0, 60)}"`);
@@ -171,7 +123,8 @@ export function parseSave(text: string, opts: ParseOptions = {}): Ruleset {
         lastChain = chain ?? null;
         if (!chain) err(lineNo, `rule for chain "${chainName}", which was not declared in table ${t.name}`);
         let argStart = start + 2;
-        let pos = chain!.rules.length;
+        const size = chain instanceof SavedChain ? chain.size : chain!.rules.length;
+        let pos = size;
         if (cmd === '-I' || cmd === '--insert') {
           pos = 0;
           const n = tokens.words[argStart];
@@ -191,24 +144,26 @@ export function parseSave(text: string, opts: ParseOptions = {}): Ruleset {
           const tg = parsed.target;
           if (!family && tg && (tg.kind === 'DNAT' || tg.kind === 'SNAT') && tg.to[0]?.from) family = tg.to[0].from.family;
         }
-        // The chain's own name string, not this line's slice of it.
-        const rule: Rule = new SavedRule(t.name, chain!.name, lineNo, line, parsed.target, parsed.unmodelled, argStart);
-        const c = parsed.counters ?? counters;
-        if (c) rule.counters = { packets: c[0], bytes: c[1] };
         if (parsed.target && (parsed.target.kind === 'jump' || parsed.target.kind === 'goto')) {
           if (t.name !== 'nat' && (parsed.target.chain === 'DNAT' || parsed.target.chain === 'SNAT')) err(lineNo, `${parsed.target.chain} is only valid in the nat table`);
           // A chain declared before its rules (as iptables-save writes them) is there at COMMIT too:
           // -X refuses a chain that rules still jump to.
           if (!t.chains.has(parsed.target.chain)) pendingJumps.push([parsed.target.chain, lineNo]);
         }
-        if (pos === chain!.rules.length) chain!.rules.push(rule);
+        // Appended to a user chain: kept as where it is in the text (saved.ts) until the chain is read.
+        if (pos === size && chain instanceof SavedChain && chain.defer(lineStart, lineNo, argStart, parsed.target)) break;
+        // The chain's own name string, not this line's slice of it.
+        const rule: Rule = new SavedRule(t.name, chain!.name, lineNo, line, parsed.target, parsed.unmodelled, argStart);
+        const c = parsed.counters ?? counters;
+        if (c) rule.counters = { packets: c[0], bytes: c[1] };
+        if (pos === size) chain!.rules.push(rule);
         else chain!.rules.splice(pos, 0, rule);
         break;
       }
       case '-N':
       case '--new-chain':
         if (t.chains.has(chainName!)) err(lineNo, `chain ${chainName} already exists`);
-        t.chains.set(chainName!, { table: t.name, name: chainName!, builtin: false, line: lineNo, rules: [] });
+        t.chains.set(chainName!, new SavedChain(t.name, chainName!, lineNo, text));
         break;
       case '-X':
       case '--delete-chain': {
