@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { decodeText } from '../util/text.js';
 import { yaml } from '../util/yaml.js';
 import { endpointSlicesFromPods } from './endpoints-from-pods.js';
+import { jsonListItems } from './json-list.js';
 import { parseObject, quote } from './validate.js';
 import type { ClusterState, EndpointSlice, InputWarning, Node, Pod, Service } from './types.js';
 
@@ -74,6 +75,19 @@ export function parseManifestText(text: string, source: string): ParsedText {
   // JSON first: much faster than the YAML parser on large inputs. On failure the
   // YAML parser (a JSON superset) reports the error with a line number.
   if (looksLikeJSON(text)) {
+    // A List, item by item (json-list.ts: each raw item is dropped before the next is parsed).
+    const items = jsonListItems(text);
+    if (items) {
+      const list: ParsedText = { objects: [], warnings: [], syntaxErrors: 0, rejected: 0 };
+      let i = 0;
+      let ok = true;
+      try {
+        for (const item of items) addOne(list, item, source, 0, `items[${i++}]`);
+      } catch {
+        ok = false; // not JSON after all: parsed whole below, which reports the error
+      }
+      if (ok) return list;
+    }
     let parsed: unknown;
     let ok = true;
     try {
