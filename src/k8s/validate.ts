@@ -215,18 +215,19 @@ function stringMap(ctx: Ctx, v: unknown, field: string, labels: boolean): Record
   const m = map(ctx, v, field);
   const out: Record<string, string> = {};
   for (const [k, val] of Object.entries(m)) {
-    const f = `${field}[${quote(k)}]`;
+    // Built only for a warning (quote() is a JSON.stringify and a regex; 20,000 objects have labels).
+    const f = (): string => `${field}[${quote(k)}]`;
     if (typeof val !== 'string') {
       // The API server refuses non-string label/annotation values (YAML `version: 1` needs quotes).
-      ctx.fail(f, `must be a string, got ${quote(val)}`);
+      ctx.fail(f(), `must be a string, got ${quote(val)}`);
       continue;
     }
     if (!isQualifiedName(k)) {
-      ctx.fail(f, `${quote(k)} is not a valid ${labels ? 'label' : 'annotation'} key`);
+      ctx.fail(f(), `${quote(k)} is not a valid ${labels ? 'label' : 'annotation'} key`);
       continue;
     }
     if (labels && !isLabelValue(val)) {
-      ctx.fail(f, `${quote(val)} is not a valid label value`);
+      ctx.fail(f(), `${quote(val)} is not a valid label value`);
       continue;
     }
     out[k] = val;
