@@ -304,7 +304,9 @@ export function* canonicalChunks(rs: IptablesRuleset, opts: PayloadOptions = {})
       } else {
         for (const rules of common.get(e.name)!) for (const r of rules) if (out.add(r)) yield out.take();
       }
-      for (const r of rs.trailing[table].get(e.name) ?? []) if (out.add(r)) yield out.take();
+      // Trailing rules go to chains in `common` only (addCommon above), never to a service's own.
+      const trailing = e.rules ? undefined : rs.trailing[table].get(e.name);
+      if (trailing) for (const r of trailing) if (out.add(r)) yield out.take();
     }
     if (table === 'nat') {
       const del = [...new Set(deletes)].sort(compareChains);
