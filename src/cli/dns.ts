@@ -1,7 +1,8 @@
 // `kproxy dns`: the cluster DNS server (CoreDNS's kubernetes plugin schema)
 // fed by a manifests folder or the API server.
 import { COMMANDS } from './commands.js';
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
+import { InvalidArgumentError } from './commander.js';
 import { ManifestSource } from '../k8s/manifest-source.js';
 import type { ClusterSource } from '../k8s/source.js';
 import { formatWarning } from '../k8s/types.js';

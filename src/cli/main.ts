@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `kproxy` command: one file per subcommand in this folder, each exporting
 // register(), listed in commands.ts.
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError } from './commander.js';
 import { pflagBooleans } from './pflag.js';
 import { COMMANDS } from './commands.js';
 

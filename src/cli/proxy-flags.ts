@@ -1,7 +1,8 @@
 // The kube-proxy flags that decide what rules a node gets, shared by every
 // command that renders them (render, run, doctor): one definition, one
 // mapping onto ProxyFlags, so the commands cannot drift apart.
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
+import { InvalidArgumentError } from './commander.js';
 import type { ProxyFlags } from '../proxy/config.js';
 
 export interface ProxyCliOptions {

@@ -1,18 +1,17 @@
 // `kproxy render [options] PATH...`: the rules kube-proxy would write on one
 // node for the given manifests, printed as iptables-restore input in the
 // canonical order upstream's tests compare (or upstream's write order, --raw).
+import { once } from 'node:events';
 import { COMMANDS } from './commands.js';
 import type { Command } from 'commander';
 import { loadManifests } from '../k8s/load.js';
 import { formatWarning, type ClusterState, type IPFamily } from '../k8s/types.js';
 import { detectRandomFully } from '../dataplane/iptables/detect.js';
-import { canonicalRuleset, restorePayload } from '../dataplane/iptables/payload.js';
+import { canonicalChunks, restorePayload } from '../dataplane/iptables/payload.js';
 import { renderIptables } from '../dataplane/iptables/render.js';
 import { renderOptionsFromSettings } from '../dataplane/iptables/render-options.js';
 import { loadProxyConfig, mergeProxySettings, type ProxyConfig, type ProxySettings } from '../proxy/config.js';
 import { addProxyFlags, proxyFlagsFrom, type ProxyCliOptions } from './proxy-flags.js';
-import { renderIpvsMode } from '../dataplane/ipvs/render-mode.js';
-import { renderNftablesMode } from '../dataplane/nftables/text.js';
 
 export interface RenderCliOptions extends ProxyCliOptions {
   strict?: boolean;
@@ -32,7 +31,8 @@ export interface RenderContext {
 }
 
 export interface RenderOutput {
-  text: string;
+  /** The output, whole or in pieces made as they are read (a 10k-service ruleset is 33 MB). */
+  text: string | Iterable<string>;
   warnings: string[];
 }
 
@@ -57,23 +57,44 @@ async function renderIptablesMode(ctx: RenderContext): Promise<RenderOutput> {
     }),
   );
   const warnings: string[] = [];
-  const parts: string[] = [];
   for (const rs of rulesets) {
     for (const s of rs.skipped) warnings.push(`${rs.family}: service port ${JSON.stringify(s.key)} skipped: ${s.reason}`);
-    const body = options.raw ? restorePayload(rs) : canonicalRuleset(rs);
-    parts.push(rulesets.length > 1 ? `${familyHeader(rs.family)}\n${body}` : body);
   }
-  return { text: parts.join('\n'), warnings };
+  function* text(): Generator<string> {
+    for (const [i, rs] of rulesets.entries()) {
+      if (i > 0) yield '\n';
+      if (rulesets.length > 1) yield `${familyHeader(rs.family)}\n`;
+      if (options.raw) yield restorePayload(rs);
+      else yield* canonicalChunks(rs);
+    }
+  }
+  return { text: text(), warnings };
 }
 
 /** Proxy modes `render` knows; other modes register here (e.g. modeRenderers.ipvs = …). */
 export const modeRenderers: Record<string, ModeRenderer> = {
   iptables: renderIptablesMode,
-  ipvs: renderIpvsMode,
-  nftables: renderNftablesMode,
+  // Loaded only for their mode (ipvs brings the IPVS model and the schedulers).
+  ipvs: async (ctx) => (await import('../dataplane/ipvs/render-mode.js')).renderIpvsMode(ctx),
+  nftables: async (ctx) => (await import('../dataplane/nftables/text.js')).renderNftablesMode(ctx),
 };
 
+export interface PreparedRender {
+  /** The warnings, formatted, to print before the output. */
+  stderr: string;
+  code: number;
+  /** The output, in pieces (none when code is not 0). */
+  chunks: Iterable<string>;
+}
+
+/** Everything `kproxy render` prints: stdout, stderr and the exit code. */
 export async function runRender(paths: string[], o: RenderCliOptions): Promise<{ stdout: string; stderr: string; code: number }> {
+  const r = await prepareRender(paths, o);
+  return { stdout: [...r.chunks].join(''), stderr: r.stderr, code: r.code };
+}
+
+/** Loads, validates and renders; the (large) output text is produced only when written. */
+export async function prepareRender(paths: string[], o: RenderCliOptions): Promise<PreparedRender> {
   let config: ProxyConfig | undefined;
   const warnings: string[] = [];
   if (o.config) {
@@ -100,9 +121,9 @@ export async function runRender(paths: string[], o: RenderCliOptions): Promise<{
   warnings.push(...out.warnings);
   const stderr = warnings.map((w) => `kproxy: warning: ${w}\n`).join('');
   if (o.strict && warnings.length > 0) {
-    return { stdout: '', stderr: stderr + `kproxy: --strict: ${warnings.length} warning(s), nothing rendered\n`, code: 1 };
+    return { stderr: stderr + `kproxy: --strict: ${warnings.length} warning(s), nothing rendered\n`, code: 1, chunks: [] };
   }
-  return { stdout: out.text, stderr, code: 0 };
+  return { stderr, code: 0, chunks: typeof out.text === 'string' ? [out.text] : out.text };
 }
 
 export function register(program: Command): void {
@@ -124,9 +145,10 @@ export function register(program: Command): void {
       if (o.ipFamily && o.ipFamily.split(',').some((f) => !['IPv4', 'IPv6'].includes(f.trim()))) {
         throw new Error(`--ip-family takes IPv4, IPv6 or IPv4,IPv6, not ${JSON.stringify(o.ipFamily)}`);
       }
-      const r = await runRender(paths, o);
+      const r = await prepareRender(paths, o);
       process.stderr.write(r.stderr);
-      process.stdout.write(r.stdout);
+      // Piece by piece, waiting for a slow reader (a pipe) rather than queueing the whole text.
+      for (const chunk of r.chunks) if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
       if (r.code !== 0) process.exitCode = r.code;
     });
 }

@@ -3,7 +3,8 @@
 // each answer, ending with what nslookup in the pod would print.
 import { COMMANDS } from './commands.js';
 import { readFileSync } from 'node:fs';
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
+import { InvalidArgumentError } from './commander.js';
 import { defaultSender, formatResolvConf, parseResolvConf, podResolvConf, searchCandidates, walk, type DnsPolicy } from '../dns/resolver-sim.js';
 import { parseUpstream } from '../dns/forward.js';
 import { normalizeIP } from '../util/ip.js';

@@ -2,7 +2,7 @@
 // staging/src/k8s.io/endpointslice) would write for selector Services, computed
 // from the Pods and Nodes in a ClusterState. Manifests describe Deployments'
 // pods directly; this turns them into the EndpointSlices kube-proxy reads.
-import { createHash } from 'node:crypto';
+import { sha256 } from '../util/sha256.js';
 import { ipFamily } from '../util/ip.js';
 import { SERVICE_NAME_LABEL } from './validate.js';
 import type { ClusterState, Endpoint, EndpointSlice, EndpointSlicePort, IPFamily, Node, Pod, Service, ServicePort } from './types.js';
@@ -64,7 +64,7 @@ function portKey(ports: EndpointSlicePort[]): string {
 const ALPHABET = 'bcdfghjklmnpqrstvwxz2456789';
 
 export function sliceName(svcName: string, seed: string): string {
-  const h = createHash('sha256').update(seed).digest();
+  const h = sha256(seed);
   let suffix = '';
   for (let i = 0; i < 5; i++) suffix += ALPHABET[h[i]! % ALPHABET.length];
   return `${svcName}-${suffix}`;

@@ -4,8 +4,10 @@
 // line; everything else in the input is still used.
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { LineCounter, parseAllDocuments } from 'yaml';
+import { decodeText } from '../util/text.js';
+import { yaml } from '../util/yaml.js';
 import { endpointSlicesFromPods } from './endpoints-from-pods.js';
+import { jsonListItems } from './json-list.js';
 import { parseObject, quote } from './validate.js';
 import type { ClusterState, EndpointSlice, InputWarning, Node, Pod, Service } from './types.js';
 
@@ -56,9 +58,15 @@ function addOne(out: ParsedText, raw: unknown, source: string, document: number,
   else if (res.kind === 'Service' || res.kind === 'EndpointSlice' || res.kind === 'Node' || res.kind === 'Pod') out.rejected++;
 }
 
+/** The first non-whitespace character is { or [ (\S is trimStart's set, without its copy of a 30 MB text). */
 function looksLikeJSON(text: string): boolean {
-  const t = text.trimStart();
-  return t.startsWith('{') || t.startsWith('[');
+  const first = /\S/.exec(text);
+  return first !== null && (first[0] === '{' || first[0] === '[');
+}
+
+/** A manifest file's text (decodeText: ASCII files are read with one copy). */
+export async function readManifestFile(path: string): Promise<string> {
+  return decodeText(await readFile(path));
 }
 
 /** Parses one file's (or stdin's) text into validated objects. Never throws on bad input. */
@@ -67,6 +75,19 @@ export function parseManifestText(text: string, source: string): ParsedText {
   // JSON first: much faster than the YAML parser on large inputs. On failure the
   // YAML parser (a JSON superset) reports the error with a line number.
   if (looksLikeJSON(text)) {
+    // A List, item by item (json-list.ts: each raw item is dropped before the next is parsed).
+    const items = jsonListItems(text);
+    if (items) {
+      const list: ParsedText = { objects: [], warnings: [], syntaxErrors: 0, rejected: 0 };
+      let i = 0;
+      let ok = true;
+      try {
+        for (const item of items) addOne(list, item, source, 0, `items[${i++}]`);
+      } catch {
+        ok = false; // not JSON after all: parsed whole below, which reports the error
+      }
+      if (ok) return list;
+    }
     let parsed: unknown;
     let ok = true;
     try {
@@ -80,6 +101,7 @@ export function parseManifestText(text: string, source: string): ParsedText {
       return out;
     }
   }
+  const { LineCounter, parseAllDocuments } = yaml();
   const lineCounter = new LineCounter();
   // YAML 1.2 core schema (as the API machinery's sigs.k8s.io/yaml reads it closely enough: "yes"/"on" stay strings).
   const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
@@ -224,11 +246,11 @@ export async function loadManifests(paths: string[]): Promise<LoadResult> {
     if (st.isDirectory()) {
       const files = await listManifestFiles(p);
       if (files.length === 0) warnings.push({ source: p, message: 'folder holds no *.yaml, *.yml or *.json files' });
-      for (const f of files) addText(await readFile(f, 'utf8'), f);
+      for (const f of files) addText(await readManifestFile(f), f);
     } else {
       let text: string;
       try {
-        text = await readFile(p, 'utf8');
+        text = await readManifestFile(p);
       } catch (err) {
         throw new Error(`cannot read ${p}: ${(err as Error).message}`);
       }

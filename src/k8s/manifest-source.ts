@@ -3,6 +3,13 @@
 // 20), so every directory is watched on its own, and a periodic stat-only
 // rescan catches whatever the watches miss (network filesystems, lost events).
 //
+// That rescan lists and stats every file: about 0.4 s at 10,000 files, and a
+// change arriving meanwhile waits for it. While every directory has a watch it
+// is only a safety net, so it runs rarely enough that its cost stays a small
+// share of the time (RESCAN_COST_SHARE: every 50 times its last duration,
+// between the base period and maxRescanMs); a directory that cannot be watched
+// brings the base period (1 s) back, since then the rescan is how changes arrive.
+//
 // A change costs work in proportion to the files it touches: a watch event
 // names a file, only that file is re-read and re-parsed, its objects replace
 // the ones it held before in a StateStore (state-store.ts), and the snapshot
@@ -36,8 +43,10 @@ export interface ManifestSourceOptions {
   debounceMs?: number;
   /** Delay after a rename/create/delete event, folding a burst into one scan (default 2 ms). */
   renameDelayMs?: number;
-  /** Period of the stat-only fallback rescan (default 1000 ms). */
+  /** Period of the stat-only fallback rescan (default 1000 ms); longer for large folders while every directory is watched. */
   rescanMs?: number;
+  /** Longest period of the fallback rescan while every directory is watched (default 60 s, never below rescanMs). */
+  maxRescanMs?: number;
   logger?: Logger;
 }
 
@@ -81,6 +90,9 @@ function winner(list: Def[]): Def {
   return win;
 }
 
+/** While every directory is watched, the fallback rescan waits this many times its last duration. */
+const RESCAN_COST_SHARE = 50;
+
 function fingerprintOf(st: { ino: number; size: number; mtimeMs: number; ctimeMs: number }): string {
   return `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
 }
@@ -90,6 +102,11 @@ export class ManifestSource extends EventEmitter<SourceEvents> implements Cluste
   private readonly debounceMs: number;
   private readonly renameDelayMs: number;
   private readonly rescanMs: number;
+  private readonly maxRescanMs: number;
+  /** How long the last full scan took (ms): the fallback rescan's cost at this folder's size. */
+  private lastFullScanMs = 0;
+  /** Every directory under the root, as the last full scan listed them. */
+  private dirs = new Set<string>();
   private readonly log: Logger;
   private files = new Map<string, FileEntry>();
   /** Paths of `files`, sorted (the order arrays are built in); null when it must be rebuilt. */
@@ -109,6 +126,8 @@ export class ManifestSource extends EventEmitter<SourceEvents> implements Cluste
   private timer?: NodeJS.Timeout;
   private timerAt = Infinity;
   private rescanTimer?: NodeJS.Timeout;
+  /** Period the fallback rescan is armed with (tests, benchmarks). */
+  rescanPeriodMs = 0;
   private scanning?: Promise<void>;
   private rescanAgain = false;
   /** Objects defined more than once, already warned about (by key and the two files). */
@@ -123,6 +142,7 @@ export class ManifestSource extends EventEmitter<SourceEvents> implements Cluste
     this.debounceMs = opts.debounceMs ?? 100;
     this.renameDelayMs = opts.renameDelayMs ?? 2;
     this.rescanMs = opts.rescanMs ?? 1000;
+    this.maxRescanMs = Math.max(this.rescanMs, opts.maxRescanMs ?? 60_000);
     this.log = opts.logger ?? defaultLog.child({ source: 'manifests', dir: opts.dir });
     this.store = new StateStore((kind) => this.inFileOrder(kind));
     this.state = this.store.snapshot();
@@ -146,17 +166,36 @@ export class ManifestSource extends EventEmitter<SourceEvents> implements Cluste
     this._synced = true;
     this.emit('connected', true);
     this.emit('change', this.state);
-    this.rescanTimer = setInterval(() => {
+    this.armRescan();
+  }
+
+  /**
+   * The fallback rescan's period: the base period while some directory has no watch;
+   * else long enough that the rescan takes at most 1/RESCAN_COST_SHARE of the time.
+   */
+  private rescanPeriod(): number {
+    for (const d of this.dirs) if (!this.watchers.has(d)) return this.rescanMs;
+    return Math.min(this.maxRescanMs, Math.max(this.rescanMs, RESCAN_COST_SHARE * this.lastFullScanMs));
+  }
+
+  /** (Re)arms the fallback rescan, a period from now: after any full scan, and when a watch is lost. */
+  private armRescan(): void {
+    if (!this.running) return;
+    clearTimeout(this.rescanTimer);
+    this.rescanPeriodMs = this.rescanPeriod();
+    this.rescanTimer = setTimeout(() => {
       this.fullScanDue = true;
       this.schedule(0);
-    }, this.rescanMs);
+      // Armed again now as well as after the scan, so a scan that fails still leaves one coming.
+      this.armRescan();
+    }, this.rescanPeriodMs);
     this.rescanTimer.unref?.();
   }
 
   async stop(): Promise<void> {
     this.running = false;
     this.clearTimer();
-    clearInterval(this.rescanTimer);
+    clearTimeout(this.rescanTimer);
     for (const w of this.watchers.values()) w.close();
     this.watchers.clear();
     await this.scanning;
@@ -228,6 +267,7 @@ export class ManifestSource extends EventEmitter<SourceEvents> implements Cluste
   }
 
   private async scan(initial: boolean): Promise<void> {
+    const started = performance.now();
     const stats: ScanStats = { stats: 0, parsed: 0, full: false };
     let changed = false;
     const now = Date.now();
@@ -266,10 +306,14 @@ export class ManifestSource extends EventEmitter<SourceEvents> implements Cluste
         return;
       }
       this.setConnected(true);
+      this.dirs = new Set(dirs);
       this.syncWatchers(dirs, true);
       const present = new Set(all);
       for (const p of [...this.files.keys()]) if (!present.has(p)) changed = this.dropFile(p) || changed;
       for (const p of all) changed = (await this.readFileAt(p, paths.has(p), stats)) || changed;
+      // The first scan reads every file: only a rescan's duration tells what the fallback costs.
+      if (!initial) this.lastFullScanMs = performance.now() - started;
+      this.armRescan();
     } else {
       for (const p of paths) changed = (await this.touchedPath(p, stats)) || changed;
     }
@@ -295,6 +339,7 @@ export class ManifestSource extends EventEmitter<SourceEvents> implements Cluste
             this.watchers.delete(d);
           }
         }
+        for (const d of this.dirs) if (d === p || d.startsWith(prefix)) this.dirs.delete(d);
       }
       return changed;
     }
@@ -446,19 +491,24 @@ export class ManifestSource extends EventEmitter<SourceEvents> implements Cluste
         }
       }
     }
+    let unwatched = false;
     for (const d of dirs) {
+      this.dirs.add(d);
       if (this.watchers.has(d)) continue;
       try {
         const w = watch(d, { persistent: false }, (event, name) => this.onEvent(name ? join(d, name.toString()) : d, event === 'change'));
         w.on('error', () => {
           w.close();
           this.watchers.delete(d);
+          this.armRescan(); // the base period again: the rescan is how this directory's changes arrive now
         });
         this.watchers.set(d, w);
       } catch {
-        // The periodic rescan still covers this directory.
+        // The periodic rescan still covers this directory, at its base period.
+        unwatched = true;
       }
     }
+    if (unwatched && !all) this.armRescan();
   }
 }
 

@@ -16,7 +16,9 @@ export function inferLocalAddresses(rs: Ruleset): InferredLocal[] {
     if (a && !out.has(a.text)) out.set(a.text, { addr: a, evidence: `line ${line} (${why})` });
   };
   for (const t of rs.tables.values())
-    for (const c of t.chains.values())
+    for (const c of t.chains.values()) {
+      // A chain of a dump not read yet says whether it holds such rules: the others stay unread.
+      if (c.mayNameNodeAddresses === false) continue;
       for (const r of c.rules) {
         const tg = r.target;
         if (!tg) continue;
@@ -27,5 +29,6 @@ export function inferLocalAddresses(rs: Ruleset): InferredLocal[] {
         }
         if (tg.kind === 'SNAT') for (const to of tg.to) add(to.from, r.line, 'SNAT source');
       }
+    }
   return [...out.values()];
 }

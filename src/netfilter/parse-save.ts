@@ -1,16 +1,8 @@
 // iptables-save / ip6tables-save output (and iptables-restore payloads, which
 // are the same language plus -I/-N/-X/-F/-P) → Ruleset. Errors name the line.
 import { parseRuleArgs, tokenize } from './parse-rule.js';
-import {
-  emptyTable,
-  isTableName,
-  RulesetParseError,
-  type Chain,
-  type Rule,
-  type Ruleset,
-  type Table,
-  type TableName,
-} from './ruleset.js';
+import { emptyTable, isTableName, RulesetParseError, type Chain, type Rule, type Ruleset, type Table, type TableName } from './ruleset.js';
+import { counterPrefix, SavedChain, SavedRule } from './saved.js';
 
 export interface ParseOptions {
   /** A name for the input in error messages (a file name, "stdin"). */
@@ -19,19 +11,21 @@ export interface ParseOptions {
   family?: 4 | 6;
 }
 
+/** "[0:0]", what most chain lines carry: one shared (frozen) object instead of two bigints each. */
+const ZERO_COUNTERS = Object.freeze({ packets: 0n, bytes: 0n });
+
 export function looksLikeSave(text: string): boolean {
   return /^\s*\*(raw|mangle|nat|filter|security)\s*$/m.test(text);
 }
 
 export function parseSave(text: string, opts: ParseOptions = {}): Ruleset {
-  const lines = text.split('\n');
   const tables = new Map<TableName, Table>();
   const warnings: Ruleset['warnings'] = [];
   let family: 4 | 6 | undefined = opts.family;
   if (!family && /^#.*ip6tables-save/m.test(text.slice(0, 2000))) family = 6;
   let table: Table | null = null;
   let lastChain: Chain | null = null;
-  /** Jumps to check once the table is committed: [chain, line]. */
+  /** Jumps to chains not declared yet (a restore payload may -N them later), checked at COMMIT: [chain, line]. */
   let pendingJumps: [string, number][] = [];
   const err = (line: number, msg: string): never => {
     throw new RulesetParseError(line, msg, opts.source);
@@ -46,9 +40,15 @@ export function parseSave(text: string, opts: ParseOptions = {}): Ruleset {
     void line;
   };
 
-  for (let idx = 0; idx < lines.length; idx++) {
-    const lineNo = idx + 1;
-    let raw = lines[idx]!;
+  // Line by line without split(): no array of 500,000 lines held through the whole parse.
+  let lineNo = 0;
+  for (let pos = 0; pos <= text.length; ) {
+    lineNo++;
+    const lineStart = pos;
+    let nl = text.indexOf('\n', pos);
+    if (nl < 0) nl = text.length;
+    let raw = text.slice(pos, nl);
+    pos = nl + 1;
     if (raw.endsWith('\r')) raw = raw.slice(0, -1);
     const line = raw.trim();
     if (line === '' || line[0] === '#') continue;
@@ -75,22 +75,32 @@ export function parseSave(text: string, opts: ParseOptions = {}): Ruleset {
       const sp1 = line.indexOf(' ');
       const sp2 = sp1 > 0 ? line.indexOf(' ', sp1 + 1) : -1;
       const simple = sp2 > sp1 + 1 && line.indexOf(' ', sp2 + 1) < 0 && line.charCodeAt(sp2 + 1) === 91 && line.endsWith(']');
-      const m = simple
-        ? ([line, line.slice(1, sp1), line.slice(sp1 + 1, sp2), ...line.slice(sp2 + 2, -1).split(':')] as (string | undefined)[])
-        : /^:(\S+)\s+(\S+)(?:\s+\[(\d+):(\d+)\])?\s*$/.exec(line);
-      if (!m || (simple && !/^\d+$/.test(m[3] ?? '') && m[3] !== undefined) || (simple && m[4] !== undefined && !/^\d+$/.test(m[4]))) err(lineNo, `malformed chain line "${line}"`);
+      // "[0:0]" (nearly every line of a large dump) needs no split and no digit checks.
+      const zero = simple && line.length === sp2 + 6 && line.endsWith('[0:0]');
+      const m = zero
+        ? [line, line.slice(1, sp1), line.slice(sp1 + 1, sp2), '0', '0']
+        : simple
+          ? ([line, line.slice(1, sp1), line.slice(sp1 + 1, sp2), ...line.slice(sp2 + 2, -1).split(':')] as (string | undefined)[])
+          : /^:(\S+)\s+(\S+)(?:\s+\[(\d+):(\d+)\])?\s*$/.exec(line);
+      if (!m || (simple && !zero && ((!/^\d+$/.test(m[3] ?? '') && m[3] !== undefined) || (m[4] !== undefined && !/^\d+$/.test(m[4])))))
+        err(lineNo, `malformed chain line "${line}"`);
       const [, name, policy, pk, by] = m!;
       const existing = t.chains.get(name!);
       const builtin = existing?.builtin ?? false;
       if (!builtin && policy !== '-') err(lineNo, `user chain ${name} cannot have policy ${policy}`);
       if (builtin && policy !== 'ACCEPT' && policy !== 'DROP') err(lineNo, `bad policy "${policy}" for ${name}`);
-      const chain: Chain = existing ?? { table: t.name, name: name!, builtin: false, line: lineNo, rules: [] };
-      chain.line = lineNo;
-      if (builtin) chain.policy = policy as 'ACCEPT' | 'DROP';
-      if (pk !== undefined) chain.counters = { packets: BigInt(pk), bytes: BigInt(by!) };
+      const counters = pk === undefined ? undefined : pk === '0' && by === '0' ? ZERO_COUNTERS : { packets: BigInt(pk), bytes: BigInt(by!) };
+      if (!existing) {
+        const chain = new SavedChain(t.name, name!, lineNo, text);
+        if (counters) chain.counters = counters;
+        t.chains.set(name!, chain);
+        continue;
+      }
+      existing.line = lineNo;
+      if (builtin) existing.policy = policy as 'ACCEPT' | 'DROP';
+      if (counters) existing.counters = counters;
       // A restore payload re-declaring a chain flushes it.
-      chain.rules = [];
-      t.chains.set(name!, chain);
+      existing.rules = [];
       continue;
     }
     let tokens;
@@ -99,13 +109,7 @@ export function parseSave(text: string, opts: ParseOptions = {}): Ruleset {
     } catch (e) {
       return err(lineNo, (e as Error).message);
     }
-    let start = 0;
-    let counters: [bigint, bigint] | undefined;
-    const cm = line.charCodeAt(0) === 91 ? /^\[(\d+):(\d+)\]$/.exec(tokens.words[0] ?? '') : null;
-    if (cm) {
-      counters = [BigInt(cm[1]!), BigInt(cm[2]!)];
-      start = 1;
-    }
+    const { counters, start } = counterPrefix(line, tokens);
     const cmd = tokens.words[start];
     const chainName = tokens.words[start + 1];
     if (!cmd || !chainName) err(lineNo, `cannot read "${line.slice(0, 60)}"`);
@@ -119,7 +123,8 @@ export function parseSave(text: string, opts: ParseOptions = {}): Ruleset {
         lastChain = chain ?? null;
         if (!chain) err(lineNo, `rule for chain "${chainName}", which was not declared in table ${t.name}`);
         let argStart = start + 2;
-        let pos = chain!.rules.length;
+        const size = chain instanceof SavedChain ? chain.size : chain!.rules.length;
+        let pos = size;
         if (cmd === '-I' || cmd === '--insert') {
           pos = 0;
           const n = tokens.words[argStart];
@@ -139,30 +144,26 @@ export function parseSave(text: string, opts: ParseOptions = {}): Ruleset {
           const tg = parsed.target;
           if (!family && tg && (tg.kind === 'DNAT' || tg.kind === 'SNAT') && tg.to[0]?.from) family = tg.to[0].from.family;
         }
-        const rule: Rule = {
-          table: t.name,
-          chain: chainName!,
-          line: lineNo,
-          text: line,
-          spec: line,
-          matches: parsed.matches,
-          target: parsed.target,
-          unmodelled: parsed.unmodelled,
-        };
-        const c = parsed.counters ?? counters;
-        if (c) rule.counters = { packets: c[0], bytes: c[1] };
         if (parsed.target && (parsed.target.kind === 'jump' || parsed.target.kind === 'goto')) {
           if (t.name !== 'nat' && (parsed.target.chain === 'DNAT' || parsed.target.chain === 'SNAT')) err(lineNo, `${parsed.target.chain} is only valid in the nat table`);
-          pendingJumps.push([parsed.target.chain, lineNo]);
+          // A chain declared before its rules (as iptables-save writes them) is there at COMMIT too:
+          // -X refuses a chain that rules still jump to.
+          if (!t.chains.has(parsed.target.chain)) pendingJumps.push([parsed.target.chain, lineNo]);
         }
-        if (pos === chain!.rules.length) chain!.rules.push(rule);
+        // Appended to a user chain: kept as where it is in the text (saved.ts) until the chain is read.
+        if (pos === size && chain instanceof SavedChain && chain.defer(lineStart, lineNo, argStart, parsed.target)) break;
+        // The chain's own name string, not this line's slice of it.
+        const rule: Rule = new SavedRule(t.name, chain!.name, lineNo, line, parsed.target, parsed.unmodelled, argStart);
+        const c = parsed.counters ?? counters;
+        if (c) rule.counters = { packets: c[0], bytes: c[1] };
+        if (pos === size) chain!.rules.push(rule);
         else chain!.rules.splice(pos, 0, rule);
         break;
       }
       case '-N':
       case '--new-chain':
         if (t.chains.has(chainName!)) err(lineNo, `chain ${chainName} already exists`);
-        t.chains.set(chainName!, { table: t.name, name: chainName!, builtin: false, line: lineNo, rules: [] });
+        t.chains.set(chainName!, new SavedChain(t.name, chainName!, lineNo, text));
         break;
       case '-X':
       case '--delete-chain': {
@@ -197,7 +198,7 @@ export function parseSave(text: string, opts: ParseOptions = {}): Ruleset {
         err(lineNo, `unknown command "${cmd}" (expected -A, -I, -N, -X, -F, -P, a :chain line or COMMIT)`);
     }
   }
-  if (table) err(lines.length, `table ${(table as Table).name} (line ${(table as Table).line}) has no COMMIT: the dump is truncated`);
+  if (table) err(lineNo, `table ${(table as Table).name} (line ${(table as Table).line}) has no COMMIT: the dump is truncated`);
   if (tables.size === 0) err(1, 'no *table line: this is not iptables-save output');
-  return { family: family ?? 4, format: 'save', tables, warnings, lineCount: lines.length };
+  return { family: family ?? 4, format: 'save', tables, warnings, lineCount: lineNo };
 }

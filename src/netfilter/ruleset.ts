@@ -110,6 +110,10 @@ export interface Chain {
   line: number;
   rules: Rule[];
   references?: number;
+  /** Chains of a dump whose rules are made when first read (saved.ts): how many rules, without making them. */
+  readonly size?: number;
+  /** Such a chain, its rules not made yet: false when none is a SNAT or a jump to KUBE-NODEPORTS (what infer.ts reads). */
+  readonly mayNameNodeAddresses?: boolean;
 }
 
 export interface Table {
@@ -154,6 +158,6 @@ export function isTableName(s: string): s is TableName {
 
 export function ruleCount(rs: Ruleset): number {
   let n = 0;
-  for (const t of rs.tables.values()) for (const c of t.chains.values()) n += c.rules.length;
+  for (const t of rs.tables.values()) for (const c of t.chains.values()) n += c.size ?? c.rules.length;
   return n;
 }

@@ -114,13 +114,43 @@ export function formatIP(ip: ParsedIP): string {
   return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
 }
 
+/**
+ * Whether s is an IPv4 address in canonical form already ("10.0.0.1": four decimal
+ * octets, no leading zeros, nothing around them). Almost every address in real input is,
+ * and checking costs no allocation; parsing and re-printing builds several strings.
+ */
+export function isCanonicalIPv4(s: string): boolean {
+  const len = s.length;
+  if (len < 7 || len > 15) return false;
+  let dots = 0;
+  let digits = 0;
+  let octet = 0;
+  let first = 0;
+  for (let i = 0; i < len; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x2e) {
+      if (digits === 0 || ++dots > 3) return false;
+      digits = 0;
+      octet = 0;
+    } else if (c >= 0x30 && c <= 0x39) {
+      if (digits === 0) first = c;
+      else if (first === 0x30) return false; // a leading zero: ParseIPSloppy reads it, the canonical form drops it
+      octet = octet * 10 + (c - 0x30);
+      if (++digits > 3 || octet > 255) return false;
+    } else return false;
+  }
+  return dots === 3 && digits > 0;
+}
+
 /** The canonical text of an IP, or null when the input is not an IP. */
 export function normalizeIP(s: string): string | null {
+  if (isCanonicalIPv4(s)) return s;
   const p = parseIP(s);
   return p ? formatIP(p) : null;
 }
 
 export function ipFamily(s: string): Family | null {
+  if (isCanonicalIPv4(s)) return 4;
   return parseIP(s)?.family ?? null;
 }
 

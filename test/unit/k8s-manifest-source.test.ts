@@ -131,6 +131,31 @@ test('the periodic rescan catches changes the watch would miss', async () => {
   }
 });
 
+test('the fallback rescan: rarer while every directory is watched (scaled by its cost), the base period when a watch is lost', async () => {
+  const r = await setup({ 'web.yaml': svc('web', 80), 'sub/api.yaml': svc('api', 8080, '10.96.0.11') }, { rescanMs: 100 });
+  type Inner = { lastFullScanMs: number; armRescan(): void; watchers: Map<string, import('node:events').EventEmitter> };
+  const inner = r.src as unknown as Inner;
+  try {
+    assert.equal(r.src.rescanPeriodMs, 100, 'a folder that costs nothing to rescan keeps the base period');
+    // A folder whose rescan takes 200 ms (10,000 files or so): every 50 × 200 ms while watched.
+    inner.lastFullScanMs = 200;
+    inner.armRescan();
+    assert.equal(r.src.rescanPeriodMs, 10_000);
+    inner.lastFullScanMs = 5_000;
+    inner.armRescan();
+    assert.equal(r.src.rescanPeriodMs, 60_000, 'capped at maxRescanMs');
+    // A watch fails (inotify limits, a filesystem without events): the base period at once.
+    inner.watchers.get(join(r.dir, 'sub'))!.emit('error', new Error('ENOSPC'));
+    assert.equal(r.src.rescanPeriodMs, 100);
+    // And the rescan then picks up what that directory's watch would have said.
+    const t = Date.now();
+    writeFileSync(join(r.dir, 'sub/api.yaml'), svc('api', 8081, '10.96.0.11'));
+    await changeWhere(r, t, (s) => ports(s, 'api') === 8081);
+  } finally {
+    await teardown(r);
+  }
+});
+
 test('a half-written file keeps its last good objects (and warns) until it parses', async () => {
   const r = await setup({ 'web.yaml': svc('web', 80), 'other.yaml': svc('other', 70, '10.96.0.9') }, { rescanMs: 60_000 });
   try {

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { parseSave } from '../../src/netfilter/parse-save.js';
 import { parseListing } from '../../src/netfilter/parse-listing.js';
 import { loadRuleset } from '../../src/netfilter/index.js';
-import { RulesetParseError, type Match } from '../../src/netfilter/ruleset.js';
+import { RulesetParseError, ruleCount, type Match } from '../../src/netfilter/ruleset.js';
+import { inferLocalAddresses } from '../../src/netfilter/infer.js';
 import { tokenize, parseRuleArgs } from '../../src/netfilter/parse-rule.js';
 import { dump } from './netfilter-helpers.js';
 
@@ -85,6 +86,50 @@ test('bad dumps: errors name the line', () => {
     assert.throws(() => parseSave(text, { source: 'x.save' }), (e: unknown) => e instanceof RulesetParseError && re.test(e.message), text);
   }
   assert.throws(() => loadRuleset('hello\nworld\n'), /line 1: neither iptables-save/);
+});
+
+test("a rule's matches, parsed again when first read, are those of its arguments (counters and -I N skipped)", () => {
+  const text = [
+    '*filter', ':INPUT ACCEPT [0:0]', ':A - [3:4]',
+    '[5:6] -A INPUT -s 10.0.0.0/8 -p tcp -m tcp --dport 80 -m comment --comment "a \\"b\\" c" -j A',
+    '-I INPUT 1 ! -d 192.168.0.1/32 -m conntrack --ctstate NEW -j ACCEPT',
+    '-A A -m statistic --mode random --probability 0.5 -j RETURN',
+    'COMMIT', '',
+  ].join('\n');
+  const r = parseSave(text);
+  const rules = [...r.tables.get('filter')!.chains.values()].flatMap((c) => c.rules);
+  assert.equal(rules.length, 3);
+  for (const rule of rules) {
+    const words = tokenize(rule.text);
+    const start = words.words.indexOf(rule.chain) + 1 + (words.words.includes('-I') ? 1 : 0);
+    assert.deepEqual(rule.matches, parseRuleArgs(words, start).matches, rule.text);
+    assert.equal(rule.matches, rule.matches, 'parsed once');
+    assert.equal(rule.spec, rule.text);
+  }
+  assert.deepEqual(rules.find((x) => x.counters)!.counters, { packets: 5n, bytes: 6n });
+  assert.deepEqual(r.tables.get('filter')!.chains.get('A')!.counters, { packets: 3n, bytes: 4n });
+});
+
+test('user chains are read on demand: order, -I into one, counts and node-address inference without reading the rest', () => {
+  const text = [
+    '*nat', ':PREROUTING ACCEPT [0:0]', ':KUBE-SERVICES - [0:0]', ':KUBE-NODEPORTS - [0:0]', ':KUBE-SEP-A - [0:0]', ':KUBE-X - [0:0]',
+    '-A PREROUTING -j KUBE-SERVICES',
+    '-A KUBE-SERVICES -d 192.168.0.2/32 -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS',
+    '-A KUBE-SEP-A -s 10.0.0.1/32 -j RETURN',
+    '-A KUBE-SEP-A -p tcp -j DNAT --to-destination 10.0.0.1:80',
+    '-A KUBE-X -j RETURN', '-I KUBE-X 1 -j ACCEPT', '-A KUBE-X -j DROP',
+    'COMMIT', '',
+  ].join('\n');
+  const rs = parseSave(text);
+  const nat = rs.tables.get('nat')!;
+  assert.equal(ruleCount(rs), 7);
+  assert.equal(nat.chains.get('KUBE-SEP-A')!.mayNameNodeAddresses, false);
+  assert.deepEqual(inferLocalAddresses(rs).map((i) => i.addr.text), ['192.168.0.2']);
+  assert.equal(nat.chains.get('KUBE-SEP-A')!.mayNameNodeAddresses, false, 'inference did not read KUBE-SEP-A');
+  const sep = nat.chains.get('KUBE-SEP-A')!.rules;
+  assert.deepEqual(sep.map((r) => [r.line, r.chain, r.target?.kind]), [[9, 'KUBE-SEP-A', 'RETURN'], [10, 'KUBE-SEP-A', 'DNAT']]);
+  assert.equal(sep[1]!.text, '-A KUBE-SEP-A -p tcp -j DNAT --to-destination 10.0.0.1:80');
+  assert.deepEqual(nat.chains.get('KUBE-X')!.rules.map((r) => r.target?.kind), ['ACCEPT', 'RETURN', 'DROP']);
 });
 
 test('restore payload commands: -I, -N, -X, -F, -P', () => {

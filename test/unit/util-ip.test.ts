@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { normalizeIP, normalizeCIDR, cidrContains, joinHostPort, splitHostPort, ipFamily } from '../../src/util/ip.js';
+import { normalizeIP, normalizeCIDR, cidrContains, joinHostPort, splitHostPort, ipFamily, isCanonicalIPv4, parseIP, formatIP } from '../../src/util/ip.js';
 
 test('IPs normalize like netutils.ParseIPSloppy', () => {
   assert.equal(normalizeIP('172.30.0.041'), '172.30.0.41');
@@ -12,6 +12,19 @@ test('IPs normalize like netutils.ParseIPSloppy', () => {
   assert.equal(normalizeIP('fd00:0:0:1:0:0:0:0'), 'fd00:0:0:1::');
   for (const bad of ['', '1.2.3', '256.1.1.1', '1.2.3.4.5', 'abc', '1::2::3', 'fe80::1%eth0', '1.2.3.-1'])
     assert.equal(normalizeIP(bad), null, bad);
+});
+
+test('the canonical-IPv4 fast path agrees with parse + print on every kind of input', () => {
+  const inputs = ['0.0.0.0', '10.0.0.1', '255.255.255.255', '1.2.3.4', '192.168.100.200', '01.2.3.4', '1.2.3.04', '1.2.3.00',
+    '256.1.1.1', '1.2.3.256', '1.2.3', '1.2.3.4.', '.1.2.3', '1..2.3', '1.2.3.4.5', '1.2.3.1000', ' 1.2.3.4', '1.2.3.4 ',
+    '1.2.3.-1', '1.2.3.+1', '1.2.3.a', '::1', '::ffff:1.2.3.4', '', '1234.1.1.1', '999.999.999.999'];
+  for (const s of inputs) {
+    const p = parseIP(s);
+    const slow = p ? formatIP(p) : null;
+    assert.equal(isCanonicalIPv4(s), slow === s && p!.family === 4, s);
+    assert.equal(normalizeIP(s), slow, s);
+    assert.equal(ipFamily(s), p ? p.family : null, s);
+  }
 });
 
 test('CIDRs normalize and mask like netutils.ParseCIDRSloppy', () => {

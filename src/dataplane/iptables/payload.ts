@@ -184,25 +184,74 @@ function serviceNameOfKey(key: string): string {
 }
 
 /**
+ * Collects lines into pieces of about CHUNK_CHARS characters, each '\n'-terminated: the
+ * output of a 10k-service render is 33 MB, and one string of it (then one Buffer of it
+ * to write) costs more in fresh memory than building it did. Pieces stay below V8's
+ * large-object size, so they are made in (and die in) the young generation.
+ */
+const CHUNK_CHARS = 48 * 1024;
+
+class Chunker {
+  private readonly lines: string[] = [];
+  private size = 0;
+
+  /** Adds a line; true when a piece is full (take it). */
+  add(line: string): boolean {
+    this.lines.push(line);
+    this.size += line.length + 1;
+    return this.size >= CHUNK_CHARS;
+  }
+
+  take(): string {
+    this.lines.push('');
+    const chunk = this.lines.join('\n');
+    this.lines.length = 0;
+    this.size = 0;
+    return chunk;
+  }
+}
+
+function byName<T extends { name: string }>(a: T, b: T): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+/** orderByCommentServiceName over service ports already in key order: stable by "ns/name". */
+function servicesByName(services: IptablesRuleset['services']): IptablesRuleset['services'] {
+  const names = services.map((s) => serviceNameOfKey(s.key));
+  // Key order is name order unless a port-suffixed key sorts apart from its name ("a/b:x" > "a/b-c", "a/b" < "a/b-c").
+  let sorted = true;
+  for (let i = 1; i < names.length && sorted; i++) sorted = names[i - 1]! <= names[i]!;
+  if (sorted) return services;
+  const idx = names.map((name, i) => ({ name, i }));
+  idx.sort((a, b) => byName(a, b) || a.i - b.i);
+  return idx.map((x) => services[x.i]!);
+}
+
+/**
  * The canonical text of a ruleset: what `kproxy render` prints. Equal to
  * canonicalPayload(restorePayload(rs, opts)) (a unit test holds them together)
  * but built straight from the model, without re-parsing a 100 MB text at 30k services.
  */
 export function canonicalRuleset(rs: IptablesRuleset, opts: PayloadOptions = {}): string {
+  return [...canonicalChunks(rs, opts)].join('');
+}
+
+/** canonicalRuleset in pieces, in order (so a writer can wait for its reader between them). */
+export function* canonicalChunks(rs: IptablesRuleset, opts: PayloadOptions = {}): Generator<string> {
   for (const t of ['filter', 'nat'] as const) {
     for (const c of ['KUBE-SERVICES', 'KUBE-NODEPORTS']) {
       // The direct path assumes these chains get rules only from services (and the trailing jump).
-      if ((rs.fixed[t].get(c) ?? []).length > 0) return canonicalPayload(restorePayload(rs, opts));
+      if ((rs.fixed[t].get(c) ?? []).length > 0) {
+        yield canonicalPayload(restorePayload(rs, opts));
+        return;
+      }
     }
   }
-  const idx = rs.services.map((s, i) => ({ name: serviceNameOfKey(s.key), i }));
-  idx.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.i - b.i));
-  const byName = idx.map((x) => rs.services[x.i]!);
+  const sortedServices = servicesByName(rs.services);
   const deletes = opts.deleteNatChains ?? [];
-  const out: string[] = [];
-  const rank = (n: string): string => (n === 'KUBE-NODEPORTS' ? '0' : n === 'KUBE-SERVICES' ? '1' : n.startsWith('KUBE-') ? '2' : '3') + n;
+  const out = new Chunker();
   for (const table of ['filter', 'nat'] as const) {
-    out.push(`*${table}`);
+    if (out.add(`*${table}`)) yield out.take();
     // The few chains that several parties write to (fixed, shared, trailing, deleted), with their rules in write order.
     const common = new Map<string, string[][]>();
     const addCommon = (c: string, rules?: string[]): void => {
@@ -223,33 +272,48 @@ export function canonicalRuleset(rs: IptablesRuleset, opts: PayloadOptions = {})
     }
     if (table === 'nat') for (const c of deletes) addCommon(c);
     for (const c of rs.trailing[table].keys()) addCommon(c);
-    // Per-service chains: one entry each, sorted once (150k at 10k services).
-    const entries: { key: string; name: string; rules: string[][] }[] = [];
-    for (const [name, rules] of common) entries.push({ key: rank(name), name, rules });
+    // Chain order: KUBE-NODEPORTS, KUBE-SERVICES, other KUBE-* by name, the rest by name. The
+    // per-service chains (150k at 10k services) are each one entry, sorted once by plain name.
+    const first: { name: string; rules: string[] | null }[] = [];
+    const kube: { name: string; rules: string[] | null }[] = [];
+    const other: { name: string; rules: string[] | null }[] = [];
+    const place = (name: string, rules: string[] | null): void => {
+      if (name === 'KUBE-NODEPORTS' || name === 'KUBE-SERVICES') first.push({ name, rules });
+      else (name.startsWith('KUBE-') ? kube : other).push({ name, rules });
+    };
+    for (const name of common.keys()) place(name, null);
     if (table === 'nat') {
       for (const s of rs.services) {
         for (const [name, rules] of s.chains) {
           const c = common.get(name);
           if (c) c.push(rules);
-          else entries.push({ key: rank(name), name, rules: [rules] });
+          else place(name, rules);
         }
       }
     }
-    entries.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    for (const e of entries) out.push(chainLine(e.name));
+    first.sort(byName); // KUBE-NODEPORTS, then KUBE-SERVICES
+    kube.sort(byName);
+    other.sort(byName);
+    const entries = first.concat(kube, other);
+    for (const e of entries) if (out.add(chainLine(e.name))) yield out.take();
     for (const e of entries) {
-      if (e.name === 'KUBE-NODEPORTS' || e.name === 'KUBE-SERVICES') {
-        for (const s of byName) for (const r of s.shared[table].get(e.name) ?? []) out.push(r);
+      if (e.rules) {
+        for (const r of e.rules) if (out.add(r)) yield out.take();
+      } else if (e.name === 'KUBE-NODEPORTS' || e.name === 'KUBE-SERVICES') {
+        for (const s of sortedServices) for (const r of s.shared[table].get(e.name) ?? []) if (out.add(r)) yield out.take();
       } else {
-        for (const rules of e.rules) for (const r of rules) out.push(r);
+        for (const rules of common.get(e.name)!) for (const r of rules) if (out.add(r)) yield out.take();
       }
-      for (const r of rs.trailing[table].get(e.name) ?? []) out.push(r);
+      // Trailing rules go to chains in `common` only (addCommon above), never to a service's own.
+      const trailing = e.rules ? undefined : rs.trailing[table].get(e.name);
+      if (trailing) for (const r of trailing) if (out.add(r)) yield out.take();
     }
     if (table === 'nat') {
       const del = [...new Set(deletes)].sort(compareChains);
-      for (const c of del) out.push(`-X ${c}`);
+      for (const c of del) if (out.add(`-X ${c}`)) yield out.take();
     }
-    out.push('COMMIT');
+    if (out.add('COMMIT')) yield out.take();
   }
-  return out.join('\n') + '\n';
+  const last = out.take();
+  if (last) yield last;
 }

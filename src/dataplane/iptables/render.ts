@@ -432,10 +432,10 @@ export function renderServicePort(svc: ServicePortInfo, eps: EndpointInfo[], ctx
   const hasEndpoints = cat.hasAnyEndpoints;
 
   const h = servicePortHash(name, proto);
-  const svcChain = 'KUBE-SVC-' + h;
-  const svlChain = 'KUBE-SVL-' + h;
-  const extChain = 'KUBE-EXT-' + h;
-  const fwChain = 'KUBE-FW-' + h;
+  const svcChain = flat('KUBE-SVC-' + h);
+  const svlChain = flat('KUBE-SVL-' + h);
+  const extChain = flat('KUBE-EXT-' + h);
+  const fwChain = flat('KUBE-FW-' + h);
   const usesClusterPolicyChain = cat.clusterEndpoints.length > 0 && svc.usesClusterEndpoints();
   const usesLocalPolicyChain = cat.localEndpoints.length > 0 && svc.usesLocalEndpoints();
   const internalPolicyChain = svc.internalPolicyLocal ? svlChain : svcChain;
