@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Runs the compiled test files with Node's built-in runner.
-// `node scripts/run-tests.mjs [unit|kernel] [filter]` narrows the set; CI runs everything.
+// `node scripts/run-tests.mjs [unit|kernel|uml] [filter]` narrows the set; CI runs everything.
 // Node 20 does not expand globs itself, so the files are listed here.
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -26,7 +26,7 @@ if (files.length === 0) {
   console.error(`no test files matched (kind=${kind ?? 'all'} filter=${filter ?? ''})`);
   process.exit(1);
 }
-const kernel = files.some((f) => f.includes('/test/kernel/'));
+const kernel = files.some((f) => f.includes('/test/kernel/') || f.includes('/test/uml/'));
 if (kernel && process.getuid && process.getuid() !== 0) {
   console.error('kernel tests need root (they create network namespaces); run as root or use `npm run test:unit`');
   process.exit(1);
