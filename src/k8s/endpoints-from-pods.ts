@@ -66,7 +66,7 @@ const ALPHABET = 'bcdfghjklmnpqrstvwxz2456789';
 export function sliceName(svcName: string, seed: string): string {
   const h = sha256(seed);
   let suffix = '';
-  for (let i = 0; i < 5; i++) suffix += ALPHABET[h[i]! % ALPHABET.length];
+  for (let i = 0; i < 5; i++) suffix += ALPHABET[h.charCodeAt(i) % ALPHABET.length];
   return `${svcName}-${suffix}`;
 }
 

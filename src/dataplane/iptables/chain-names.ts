@@ -2,8 +2,7 @@
 //   KUBE-SVC-/SVL-/EXT-/FW- + base32(sha256(servicePortName + protocol))[:16]
 //   KUBE-SEP-               + base32(sha256(servicePortName + protocol + "ip:port"))[:16]
 // where servicePortName is "ns/name" or "ns/name:port" and protocol is lower case.
-// sha256 is the main cost of a render, so results are memoized per hashed string
-// (and computed in JavaScript for short names: util/sha256.ts).
+// sha256 is a large cost of a render, so results are memoized per hashed string.
 import { sha256 } from '../../util/sha256.js';
 
 const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
@@ -12,7 +11,7 @@ const B32_CODES = Array.from(B32, (c) => c.charCodeAt(0));
 
 /** The first 16 characters of RFC 4648 base32 (upper case) of sha256(s): exactly the first 10 digest bytes. */
 export function hash16(s: string, prefix = ''): string {
-  const d = sha256(s); // a shared array for short input: read at once
+  const d = sha256(s);
   // 10 bytes = 80 bits = 16 base32 digits: two groups of 5 bytes → 8 digits, with 32-bit integer ops only.
   // The prefix goes into the same string: 'KUBE-SEP-' + hash would be a two-part rope, kept as
   // such in the memo, and flattened into a second copy by every comparison of the canonical sort.
@@ -20,7 +19,7 @@ export function hash16(s: string, prefix = ''): string {
   const c = new Array<number>(p + 16);
   for (let i = 0; i < p; i++) c[i] = prefix.charCodeAt(i);
   for (let g = 0, o = p; g < 10; g += 5, o += 8) {
-    const b0 = d[g]!, b1 = d[g + 1]!, b2 = d[g + 2]!, b3 = d[g + 3]!, b4 = d[g + 4]!;
+    const b0 = d.charCodeAt(g), b1 = d.charCodeAt(g + 1), b2 = d.charCodeAt(g + 2), b3 = d.charCodeAt(g + 3), b4 = d.charCodeAt(g + 4);
     c[o] = B32_CODES[b0 >> 3]!;
     c[o + 1] = B32_CODES[((b0 & 7) << 2) | (b1 >> 6)]!;
     c[o + 2] = B32_CODES[(b1 >> 1) & 31]!;
