@@ -28,8 +28,8 @@
 // file never removes services from the node; a file that changed while it was
 // being read is read again.
 import { EventEmitter } from 'node:events';
-import { watch, type FSWatcher } from 'node:fs';
-import { lstat, readFile, stat } from 'node:fs/promises';
+import { readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { lstat, stat } from 'node:fs/promises';
 import { basename, join, normalize, relative, sep } from 'node:path';
 import { log as defaultLog, type Logger } from '../util/log.js';
 import { listManifestFiles, MANIFEST_EXT, parseManifestText, type ParsedObject } from './load.js';
@@ -48,6 +48,13 @@ export interface ManifestSourceOptions {
   /** Longest period of the fallback rescan while every directory is watched (default 60 s, never below rescanMs). */
   maxRescanMs?: number;
   logger?: Logger;
+}
+
+/** A file as read: its stat fingerprint and text; `rewritten` when it changed while being read. */
+interface FetchedFile {
+  fp: string;
+  text: string;
+  rewritten: boolean;
 }
 
 interface FileEntry {
@@ -92,6 +99,8 @@ function winner(list: Def[]): Def {
 
 /** While every directory is watched, the fallback rescan waits this many times its last duration. */
 const RESCAN_COST_SHARE = 50;
+/** Files read between two turns of the event loop in a scan. */
+const READ_BATCH = 64;
 
 function fingerprintOf(st: { ino: number; size: number; mtimeMs: number; ctimeMs: number }): string {
   return `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
@@ -310,7 +319,7 @@ export class ManifestSource extends EventEmitter<SourceEvents> implements Cluste
       this.syncWatchers(dirs, true);
       const present = new Set(all);
       for (const p of [...this.files.keys()]) if (!present.has(p)) changed = this.dropFile(p) || changed;
-      for (const p of all) changed = (await this.readFileAt(p, paths.has(p), stats)) || changed;
+      changed = (await this.readFiles(all, (p) => paths.has(p), stats)) || changed;
       // The first scan reads every file: only a rescan's duration tells what the fallback costs.
       if (!initial) this.lastFullScanMs = performance.now() - started;
       this.armRescan();
@@ -353,40 +362,68 @@ export class ManifestSource extends EventEmitter<SourceEvents> implements Cluste
       }
       this.syncWatchers(dirs, false);
       let changed = false;
-      for (const f of files) changed = (await this.readFileAt(f, true, stats)) || changed;
-      return changed;
+      return (await this.readFiles(files, () => true, stats)) || changed;
     }
     if (!st.isFile() || !MANIFEST_EXT.test(basename(p))) return false;
     return this.readFileAt(p, true, stats, st);
   }
 
   /**
+   * readFileAt for many files, in order. The reads are synchronous, READ_BATCH files
+   * between two turns of the event loop: a promise-based stat or read costs some 20 µs
+   * of this thread plus a thread-pool round trip, a synchronous one a few µs (a first
+   * scan of 10,000 files: 0.3 s against 1.0 s with 32 promise reads in flight, here).
+   */
+  private async readFiles(paths: string[], force: (p: string) => boolean, stats: ScanStats): Promise<boolean> {
+    let changed = false;
+    for (let i = 0; i < paths.length; i++) {
+      if (i > 0 && i % READ_BATCH === 0) await new Promise(setImmediate);
+      const p = paths[i]!;
+      changed = this.applyFile(p, this.fetchFile(p, force(p), stats), stats) || changed;
+    }
+    return changed;
+  }
+
+  /**
    * Reads one file if its stat changed (or `force`: a watch event named it)
    * and applies its objects. Returns whether the state changed.
    */
-  private async readFileAt(p: string, force: boolean, stats: ScanStats, known?: Parameters<typeof fingerprintOf>[0]): Promise<boolean> {
+  private readFileAt(p: string, force: boolean, stats: ScanStats, known?: Parameters<typeof fingerprintOf>[0]): boolean {
+    return this.applyFile(p, this.fetchFile(p, force, stats, known), stats);
+  }
+
+  /** The I/O half of readFileAt: the file's text and stat fingerprint, or null when there is nothing to apply. */
+  private fetchFile(p: string, force: boolean, stats: ScanStats, known?: Parameters<typeof fingerprintOf>[0]): FetchedFile | null {
     let st = known;
     if (!st) {
       stats.stats++;
-      st = await stat(p).catch(() => undefined);
-      if (!st) return false; // removed between listing and stat; the next scan drops it
+      st = statSync(p, { throwIfNoEntry: false });
+      if (!st) return null; // removed between listing and stat; the next scan drops it
     }
     const fp = fingerprintOf(st);
     const prev = this.files.get(p);
-    if (prev && prev.fingerprint === fp && !force) return false;
+    if (prev && prev.fingerprint === fp && !force) return null;
     let text: string;
     try {
-      text = await readFile(p, 'utf8');
+      text = readFileSync(p, 'utf8');
     } catch {
-      return false;
+      return null;
     }
     // Written to while we read it: read it again once the writer is done.
     stats.stats++;
-    const after = await stat(p).catch(() => undefined);
-    if (after && fingerprintOf(after) !== fp) {
+    const after = statSync(p, { throwIfNoEntry: false });
+    return { fp, text, rewritten: after !== undefined && fingerprintOf(after) !== fp };
+  }
+
+  /** The state half of readFileAt. */
+  private applyFile(p: string, got: FetchedFile | null, stats: ScanStats): boolean {
+    if (!got) return false;
+    const { fp, text } = got;
+    if (got.rewritten) {
       this.onEvent(p, true);
       return false;
     }
+    const prev = this.files.get(p);
     stats.parsed++;
     const parsed = parseManifestText(text, p);
     const unusable = parsed.syntaxErrors > 0 || parsed.rejected > 0 || text.trim() === '';
