@@ -172,7 +172,18 @@ export class TableMirror {
     for (const items of groups.values()) added += items.length;
     const head = lines.join('\n') + '\n';
     const elems = elementLines('add', fam, groups);
-    const tx: Transaction = { text: head + elems.join('\n') + (elems.length ? '\n' : ''), added, deleted: 0, newSets: shapeSets.length, newRules: nRules };
+    // The whole text only when asked for: a fresh node is loaded in steps (below), and at
+    // 10k services the text is 27 MB, a copy of every element line on top of the steps'.
+    let text: string | undefined;
+    const tx: Transaction = {
+      get text(): string {
+        return (text ??= head + elems.join('\n') + (elems.length ? '\n' : ''));
+      },
+      added,
+      deleted: 0,
+      newSets: shapeSets.length,
+      newRules: nRules,
+    };
     if (existing === null) {
       const halves: string[][] = [[], []];
       const size = [0, 0];
