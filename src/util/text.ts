@@ -9,3 +9,14 @@ import { isAscii } from 'node:buffer';
 export function decodeText(buf: Buffer): string {
   return buf.toString(isAscii(buf) ? 'latin1' : 'utf8');
 }
+
+/**
+ * The string, flattened. Strings built by concatenation are rope trees in V8 (a node
+ * per `+`); reading one character flattens the rope in place. For strings kept long
+ * (rules, set elements: hundreds of thousands at 10k services) that halves the memory
+ * they hold and the GC work to keep them.
+ */
+export function flat(s: string): string {
+  s.charCodeAt(0);
+  return s;
+}

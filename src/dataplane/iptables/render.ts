@@ -8,6 +8,7 @@ import { buildEndpointsMap, type EndpointInfo } from '../../proxy/endpoints.js';
 import { buildServicePortMap, type ServicePortInfo } from '../../proxy/service-port.js';
 import { categorizeEndpoints } from '../../proxy/topology.js';
 import { cidrContains, ipFamily, normalizeCIDR, normalizeIP, parseCIDR, parseIP } from '../../util/ip.js';
+import { flat } from '../../util/text.js';
 import { endpointChainName, servicePortHash } from './chain-names.js';
 import type { ChainMap, IptablesRuleset, JumpRule, ServicePortRules, TableName } from './model.js';
 
@@ -231,16 +232,6 @@ export function pickFamilies(state: ClusterState, opts: RenderOptions): IPFamily
   }
   if (fams.size === 0) fams.add('IPv4');
   return (['IPv4', 'IPv6'] as IPFamily[]).filter((f) => fams.has(f));
-}
-
-/**
- * Rules are built by concatenation, which V8 keeps as rope trees; reading one
- * character flattens the rope in place, which at 10k services halves the memory
- * the ruleset holds and the GC work to keep it.
- */
-function flat(s: string): string {
-  s.charCodeAt(0);
-  return s;
 }
 
 function push(m: ChainMap, chain: string, rule: string): void {

@@ -8,6 +8,7 @@ import { buildEndpointsMap, type EndpointInfo } from '../../proxy/endpoints.js';
 import { buildServicePortMap, type ServicePortInfo } from '../../proxy/service-port.js';
 import { categorizeEndpoints } from '../../proxy/topology.js';
 import { cidrContains, ipFamily, normalizeCIDR, normalizeIP } from '../../util/ip.js';
+import { flat } from '../../util/text.js';
 import {
   checkInterfaceName,
   formatMasqueradeMark,
@@ -200,7 +201,7 @@ export function servicePortElements(sp: ServicePortInfo, eps: EndpointInfo[], c:
   const hasEndpoints = cat.hasAnyEndpoints;
   const e = out.elems;
   const put = (set: string, key: string, value = ''): void => {
-    e.push(set, key, value);
+    e.push(set, flat(key), flat(value));
   };
   const affinity = sp.sessionAffinity === 'ClientIP' ? sp.stickyMaxAgeSeconds : 0;
   const dispatch = (d: DispatchName, key: string, list: EndpointInfo[]): void => {
