@@ -214,7 +214,7 @@ test('userspace mode in namespaces', async (t) => {
     await t.test('sh keeps each client on its server (kernel hash of the source address)', async () => {
       const d = await start({ scheduler: 'sh' });
       await d.sync([web]);
-      // (ntohl(src) * 2654435761) & 255: 10.0.1.10 → bucket 234 → 234 % 3 = 0 → be1; 10.0.1.11 → 155 → 2 → be3
+      // hash_32(ntohl(src), 8): 10.0.1.10 → bucket 96 → 96 % 3 = 0 → be1; 10.0.1.11 → 194 → 2 → be3
       assert.deepEqual(count(await client(pod1, 'greet', '10.96.0.10', '80', '10')), { be1: 10 });
       assert.deepEqual(count(await client(pod2, 'greet', '10.96.0.10', '80', '10')), { be3: 10 });
     });

@@ -41,15 +41,30 @@ test('rr: removing the last chosen server moves the cursor back to its predecess
   assert.equal(s.schedule(ac, client)?.key, 'A');
 });
 
-test('wrr steps cw down from the max weight by the gcd', () => {
-  assert.deepEqual(picks('wrr', [srv('A', 3), srv('B', 1)], 8), ['A', 'A', 'A', 'B', 'A', 'A', 'A', 'B']);
-  // gcd 2: mw = 4 - 1 = 3, the second pass runs with cw = 1.
-  assert.deepEqual(picks('wrr', [srv('A', 4), srv('B', 2), srv('C', 2)], 8), ['A', 'A', 'B', 'C', 'A', 'A', 'B', 'C']);
+test('wrr steps cw down from the max weight by the gcd; a fresh service starts on the cw = 1 pass', () => {
+  // A service built by adding destinations one by one (ipvsadm, kube-proxy) ends with
+  // cw = 1: the first add sets cw = mw = w - (w - 1) = 1 and later adds keep it. So the
+  // first pass takes every destination, then cw restarts at the maximum (Linux 6.1 in UML).
+  assert.deepEqual(picks('wrr', [srv('A', 3), srv('B', 1)], 8), ['A', 'B', 'A', 'A', 'A', 'B', 'A', 'A']);
+  // gcd 2: mw = 4 - 1 = 3, the passes run with cw = 3 and 1.
+  assert.deepEqual(picks('wrr', [srv('A', 4), srv('B', 2), srv('C', 2)], 8), ['A', 'B', 'C', 'A', 'A', 'B', 'C', 'A']);
   assert.deepEqual(picks('wrr', [srv('A', 1), srv('B', 2), srv('C', 3)], 12), [
-    'C', 'B', 'C', 'A', 'B', 'C', 'C', 'B', 'C', 'A', 'B', 'C',
+    'A', 'B', 'C', 'C', 'B', 'C', 'A', 'B', 'C', 'C', 'B', 'C',
+  ]);
+  // The kernel's own sequence for list order w1, w2, w3, w4 (schedulers-differential, UML 6.1).
+  assert.deepEqual(picks('wrr', [srv('A', 1), srv('B', 2), srv('C', 3), srv('D', 4)], 14), [
+    'A', 'B', 'C', 'D', 'D', 'C', 'D', 'B', 'C', 'D', 'A', 'B', 'C', 'D',
   ]);
   assert.deepEqual(picks('wrr', [srv('A', 0), srv('B', 0)], 2), ['-', '-']);
   assert.deepEqual(picks('wrr', [srv('A', 2), srv('B', 0)], 3), ['A', 'A', 'A']);
+});
+
+test('wrr: a change resets the walk to the list head and keeps cw unless it is above the new maximum', () => {
+  const s = createScheduler('wrr');
+  const ab = [srv('A', 3), srv('B', 1)];
+  assert.deepEqual([1, 2, 3].map(() => s.schedule(ab, client)?.key), ['A', 'B', 'A']); // cw now 3
+  const abc = [srv('C', 2), srv('A', 3), srv('B', 1)]; // C added at the head: cl = head, cw 3 stays
+  assert.deepEqual([1, 2, 3, 4].map(() => s.schedule(abc, client)?.key), ['A', 'C', 'A', 'C']);
 });
 
 test('lc: least active*256 + inactive, first one wins ties, weight 0 skipped', () => {
@@ -91,12 +106,15 @@ test('nq: first idle server, else sed', () => {
 
 test('sh/dh hash keys match the kernel formula', () => {
   assert.equal(addrFold('10.0.0.1'), 0x0a000001);
-  // (ntohl(addr) * 2654435761) & 255, worked out independently
-  assert.equal(shHashkey(addrFold('10.0.0.1'), 0, 0), 177);
-  assert.equal(shHashkey(addrFold('10.0.0.2'), 0, 0), 98);
-  assert.equal(shHashkey(addrFold('192.168.1.77'), 0, 0), 61);
-  assert.equal(shHashkey(addrFold('10.0.0.1'), 1234, 0), 227);
-  assert.equal(dhHashkey(addrFold('172.16.5.9')), 57);
+  // hash_32(ntohl(addr) + port, 8) = ((v * 0x61C88647) mod 2^32) >> 24, worked out independently
+  // (Python). These were the pre-hash_32 low bits, (v * 2654435761) & 255, until the UML
+  // differential test (test/uml/schedulers-differential.test.ts) showed Linux 6.1 takes the top bits.
+  assert.equal(shHashkey(addrFold('10.0.0.1'), 0, 0), 39);
+  assert.equal(shHashkey(addrFold('10.0.0.2'), 0, 0), 137);
+  assert.equal(shHashkey(addrFold('192.168.1.77'), 0, 0), 144);
+  assert.equal(shHashkey(addrFold('10.0.0.1'), 1234, 0), 128);
+  assert.equal(shHashkey(addrFold('10.0.0.1'), 0, 10), 49);
+  assert.equal(dhHashkey(addrFold('172.16.5.9')), 115);
   // IPv6 folds the four words with XOR
   assert.equal(addrFold('2001:db8::1'), (0x20010db8 ^ 1) >>> 0);
 });
@@ -109,7 +127,7 @@ test('sh: the 256-bucket table is filled by weight; a client always lands on the
   const w = buildHashTable([srv('A', 2), srv('B', 1)], true);
   assert.deepEqual(w.slice(0, 6).map((s) => s?.key), ['A', 'A', 'B', 'A', 'A', 'B']);
   const sh = createScheduler('sh');
-  // 10.0.0.1 → bucket 177 → 177 % 3 = 0 → A; 10.0.0.2 → 98 → B... 98 % 3 = 2 → C; 10.0.0.3 → 19 → 1 → B
+  // 10.0.0.1 → bucket 39 → 39 % 3 = 0 → A; 10.0.0.2 → 137 → 137 % 3 = 2 → C; 10.0.0.3 → 235 → 1 → B
   for (let i = 0; i < 3; i++) {
     assert.equal(sh.schedule(abc, { srcIP: '10.0.0.1', srcPort: 1000 + i })?.key, 'A');
     assert.equal(sh.schedule(abc, { srcIP: '10.0.0.2', srcPort: 1000 + i })?.key, 'C');
@@ -119,11 +137,12 @@ test('sh: the 256-bucket table is filled by weight; a client always lands on the
 
 test('sh: an unavailable server drops unless sh-fallback; sh-port hashes the port', () => {
   const abc = [srv('A'), srv('B', 0), srv('C')];
-  // 10.0.0.3 → bucket 19 → B (quiesced) → dropped
+  // 10.0.0.3 → bucket 235 → B (quiesced) → dropped
   assert.equal(createScheduler('sh').schedule(abc, { srcIP: '10.0.0.3' }), undefined);
-  // fallback: offsets from ihash=19: hashkey(addr, 0, 19) = (19 + 19) & 255 = 38 → 38 % 3 = 2 → C
+  // fallback: offsets from ihash=235: hashkey(addr, 0, 235) = (235 + 235) & 255 = 214 → 214 % 3 = 1 → B (quiesced);
+  // hashkey(addr, 0, 236) = 215 → 215 % 3 = 2 → C
   assert.equal(createScheduler('sh', 'sh-fallback').schedule(abc, { srcIP: '10.0.0.3' })?.key, 'C');
-  // sh-port: (1234 + addr) * K & 255 = 227 for 10.0.0.1 → 227 % 3 = 2 → C
+  // sh-port: hash_32(1234 + addr, 8) = 128 for 10.0.0.1 → 128 % 3 = 2 → C
   const ok = [srv('A'), srv('B'), srv('C')];
   assert.equal(createScheduler('sh', ['sh-port']).schedule(ok, { srcIP: '10.0.0.1', srcPort: 1234 })?.key, 'C');
 });
@@ -133,10 +152,10 @@ test('dh: hashes the destination address, one bucket per server, no fallback', (
   const t = buildHashTable(abc, false);
   assert.deepEqual(t.slice(0, 4).map((s) => s?.key), ['A', 'B', 'C', 'A']);
   const dh = createScheduler('dh');
-  // 172.16.5.9 → 57 → 57 % 3 = 0 → A, whatever the source
-  assert.equal(dh.schedule(abc, { srcIP: '1.2.3.4', dstIP: '172.16.5.9' })?.key, 'A');
-  assert.equal(dh.schedule(abc, { srcIP: '5.6.7.8', dstIP: '172.16.5.9' })?.key, 'A');
-  // 10.0.0.2 → 98 → 2 → C; quiesce C → dropped
+  // 172.16.5.9 → 115 → 115 % 3 = 1 → B, whatever the source
+  assert.equal(dh.schedule(abc, { srcIP: '1.2.3.4', dstIP: '172.16.5.9' })?.key, 'B');
+  assert.equal(dh.schedule(abc, { srcIP: '5.6.7.8', dstIP: '172.16.5.9' })?.key, 'B');
+  // 10.0.0.2 → 137 → 2 → C; quiesce C → dropped
   assert.equal(dh.schedule([srv('A'), srv('B'), srv('C', 0)], { srcIP: '1.1.1.1', dstIP: '10.0.0.2' }), undefined);
 });
 

@@ -15,14 +15,29 @@ export function addrFold(ip: string): number {
   return v >>> 0;
 }
 
-/** `(offset + (port + addr) * 2654435761UL) & 255` — only the low 8 bits survive, so 32-bit math is exact. */
-export function shHashkey(addr: number, port: number, offset: number): number {
-  return (offset + Math.imul((port + addr) >>> 0, 2654435761 | 0)) & 0xff;
+/** GOLDEN_RATIO_32 (include/linux/hash.h). */
+const GOLDEN_RATIO_32 = 0x61c88647;
+
+/**
+ * hash_32(val, bits) of the generic include/linux/hash.h (no arch has its own on
+ * x86): `(val * GOLDEN_RATIO_32) >> (32 - bits)`, the product's top bits.
+ */
+export function hash32(val: number, bits: number): number {
+  return Math.imul(val >>> 0, GOLDEN_RATIO_32) >>> (32 - bits);
 }
 
-/** `(addr * 2654435761UL) & 255` (ip_vs_dh_hashkey). */
+/**
+ * ip_vs_sh_hashkey(): `(offset + hash_32(ntohs(port) + ntohl(addr_fold), 8)) & 255`.
+ * (Kernels before 4.x used `(port + addr) * 2654435761UL & 255`, the low bits; the
+ * differential test against Linux 6.1 showed the top bits are what counts now.)
+ */
+export function shHashkey(addr: number, port: number, offset: number): number {
+  return (offset + hash32((port + addr) >>> 0, 8)) & 0xff;
+}
+
+/** ip_vs_dh_hashkey(): `hash_32(ntohl(addr_fold), 8)`. */
 export function dhHashkey(addr: number): number {
-  return Math.imul(addr, 2654435761 | 0) & 0xff;
+  return hash32(addr, 8);
 }
 
 const M64 = (1n << 64n) - 1n;
