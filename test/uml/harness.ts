@@ -76,10 +76,11 @@ D=${dir}
 : > $D/missing-modules.txt
 for m in ${modules.join(' ')}; do modprobe -d $D $m 2>/dev/null || echo "$m" >> $D/missing-modules.txt; done
 # The modules are loaded; stop the kernel's own module requests. Its modprobe
-# could not find them anyway (they live under ${MODULES}, reached only through
-# -d), and 6.1's bpfilter hook calls request_module("bpfilter") on every
-# iptables-legacy get/setsockopt: a modprobe process per call, which made each
-# iptables-legacy command 0.2-2 s here. An empty path fails those at once.
+# cannot find them anyway (they live under ${MODULES}, reached only through
+# -d), and 6.1's bpfilter hook (CONFIG_BPFILTER_UMH=m) calls
+# request_module("bpfilter") on every iptables-legacy get/setsockopt while
+# bpfilter is not loaded, which here is always: a modprobe process per call,
+# 0.2-2 s per iptables-legacy command. An empty path fails those at once.
 echo > /proc/sys/kernel/modprobe
 ip link set lo up
 ( . $D/script.sh ) > $D/script.log 2>&1

@@ -3,7 +3,7 @@
 // process, its own netfilter) runs the compiled suite inside the guest with
 // KPROXY_IPTABLES_BACKEND=legacy (the 6.1 build has nf_tables but not the nft
 // NAT chain type), and this test reads back its TAP output and asserts every
-// subtest passed. See docs/testing.md, "The iptables e2e suite on a second kernel".
+// subtest passed. See docs/ipvs.md, "The iptables e2e suite on a second kernel".
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -13,9 +13,9 @@ const root = new URL('../../../', import.meta.url).pathname;
 const suite = join(root, 'dist/test/kernel/run-e2e.test.js');
 
 /** The TAP lines of the tests that ran: name, ok, whether skipped (and why), and the failure's YAML block. */
-function tapResults(tap: string): { name: string; ok: boolean; skip?: string; detail: string }[] {
+function tapResults(tap: string): { name: string; ok: boolean; skip?: string; detail: string; ms: number }[] {
   const lines = tap.split('\n');
-  const out: { name: string; ok: boolean; skip?: string; detail: string }[] = [];
+  const out: { name: string; ok: boolean; skip?: string; detail: string; ms: number }[] = [];
   for (let i = 0; i < lines.length; i++) {
     const m = /^\s*(not ok|ok) \d+ - (.*?)(?: # SKIP ?(.*))?$/.exec(lines[i]!);
     if (!m) continue;
@@ -25,15 +25,16 @@ function tapResults(tap: string): { name: string; ok: boolean; skip?: string; de
       const end = lines.findIndex((l, j) => j > i + 1 && /^\s*\.\.\.$/.test(l));
       detail = lines.slice(i + 2, end < 0 ? undefined : end).join('\n');
     }
-    out.push({ name: m[2]!, ok: m[1] === 'ok', ...(m[3] !== undefined ? { skip: m[3] } : {}), detail });
+    const ms = Math.round(Number(/duration_ms: ([\d.]+)/.exec(detail)?.[1] ?? NaN));
+    out.push({ name: m[2]!, ok: m[1] === 'ok', ...(m[3] !== undefined ? { skip: m[3] } : {}), detail, ms });
   }
   return out;
 }
 
-test('the iptables e2e suite (run-e2e) inside UML 6.1 with legacy iptables: every subtest passes', { timeout: 270_000 }, async () => {
+test('the iptables e2e suite (run-e2e) inside UML 6.1 with legacy iptables: every subtest passes', { timeout: 330_000 }, async () => {
   const t0 = Date.now();
   const uml = await bootUml({
-    timeoutMs: 240_000,
+    timeoutMs: 300_000,
     memMiB: 1536,
     script: `cd ${root}
 start=$(date +%s%N)
@@ -41,7 +42,7 @@ start=$(date +%s%N)
 ( while sleep 20; do echo "## uptime $(cut -d' ' -f1 /proc/uptime)"; ps -eo etimes,args | grep -E 'iptables|conntrack|probe|main.js' | grep -v grep | cut -c1-160; done ) &
 W=$!
 # tee: the TAP also reaches script.log, which the harness shows if the boot times out.
-{ KPROXY_IPTABLES_BACKEND=legacy KPROXY_E2E_TIME_SCALE=3 ${process.execPath} --test --test-reporter=tap ${suite} 2>&1; echo $? > $D/suite-status; } | tee $D/tap.txt
+{ KPROXY_IPTABLES_BACKEND=legacy KPROXY_E2E_TIME_SCALE=${process.env.KPROXY_UML_TIME_SCALE ?? 3} ${process.execPath} --test --test-reporter=tap ${suite} 2>&1; echo $? > $D/suite-status; } | tee $D/tap.txt
 echo $(( ($(date +%s%N) - start) / 1000000 )) > $D/suite-ms
 uname -r > $D/uname.txt
 kill $W
@@ -61,7 +62,10 @@ kill $W
     );
     assert.equal(uml.read('suite-status').trim(), '0', `the suite exited 0 (${where}); TAP:\n${tap}`);
     const skipped = results.filter((r) => r.skip !== undefined);
-    console.log(`# ${where}: ${results.length - skipped.length} passed, ${skipped.length} skipped${skipped.map((r) => `\n#   skipped: ${r.name} (${r.skip})`).join('')}`);
+    console.log(
+      `${where}: ${results.length - skipped.length} passed, ${skipped.length} skipped` +
+        results.map((r) => `\n  ${r.skip !== undefined ? `skipped (${r.skip})` : `${r.ms} ms`}: ${r.name}`).join(''),
+    );
   } finally {
     uml.cleanup();
   }
