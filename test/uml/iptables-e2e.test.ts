@@ -42,7 +42,7 @@ start=$(date +%s%N)
 ( while sleep 20; do echo "## uptime $(cut -d' ' -f1 /proc/uptime)"; ps -eo etimes,args | grep -E 'iptables|conntrack|probe|main.js' | grep -v grep | cut -c1-160; done ) &
 W=$!
 # tee: the TAP also reaches script.log, which the harness shows if the boot times out.
-{ KPROXY_IPTABLES_BACKEND=legacy KPROXY_E2E_TIME_SCALE=${process.env.KPROXY_UML_TIME_SCALE ?? 3} ${process.execPath} --test --test-reporter=tap ${suite} 2>&1; echo $? > $D/suite-status; } | tee $D/tap.txt
+{ KPROXY_IPTABLES_BACKEND=legacy KPROXY_E2E_TIME_SCALE=${process.env.KPROXY_UML_TIME_SCALE ?? 5} ${process.execPath} --test --test-reporter=tap ${suite} 2>&1; echo $? > $D/suite-status; } | tee $D/tap.txt
 echo $(( ($(date +%s%N) - start) / 1000000 )) > $D/suite-ms
 uname -r > $D/uname.txt
 kill $W
