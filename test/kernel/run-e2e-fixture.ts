@@ -9,6 +9,36 @@ import { join } from 'node:path';
 import type { Netns, Topology } from '../../src/lab/netns.js';
 import { startPodServer } from './lab-clients.js';
 
+/**
+ * KPROXY_IPTABLES_BACKEND=legacy|nft pins the iptables backend: kproxy gets
+ * `--iptables-backend <b>` and the tests read and edit rules with
+ * iptables-<b>(-save). Unset (auto), both follow the host's `iptables`. The UML
+ * run (test/uml/iptables-e2e.test.ts) sets legacy: its 6.1 kernel has nf_tables
+ * but not the nft NAT chain type.
+ */
+export const IPTABLES_BACKEND = (() => {
+  const b = process.env.KPROXY_IPTABLES_BACKEND ?? 'auto';
+  if (!['auto', 'nft', 'legacy'].includes(b)) throw new Error(`KPROXY_IPTABLES_BACKEND takes auto, nft or legacy, not ${JSON.stringify(b)}`);
+  return b as 'auto' | 'nft' | 'legacy';
+})();
+/** kproxy's flags for that backend ([] for auto). */
+export const BACKEND_FLAGS: string[] = IPTABLES_BACKEND === 'auto' ? [] : ['--iptables-backend', IPTABLES_BACKEND];
+/** The iptables binaries for that backend. */
+export const IPT = IPTABLES_BACKEND === 'auto' ? 'iptables' : `iptables-${IPTABLES_BACKEND}`;
+export const IPT_SAVE = `${IPT}-save`;
+
+/**
+ * KPROXY_E2E_TIME_SCALE=N (default 1) stretches the suite's bounds N times (its
+ * waits' timeouts and the "moved within 5 s" check), not its sync periods or
+ * polls: headroom for a slow kernel (UML, where a process start costs ~20 times
+ * the host's) on a loaded host, at no cost to a passing run.
+ */
+export const TIME_SCALE = (() => {
+  const n = Number(process.env.KPROXY_E2E_TIME_SCALE ?? '1');
+  if (!Number.isFinite(n) || n < 1) throw new Error(`KPROXY_E2E_TIME_SCALE takes a number >= 1, not ${JSON.stringify(process.env.KPROXY_E2E_TIME_SCALE)}`);
+  return n;
+})();
+
 export const NODE_IP = '192.168.77.10';
 export const CLIENT_IP = '192.168.77.2';
 export const PODS = [

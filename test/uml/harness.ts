@@ -11,10 +11,15 @@ import { join } from 'node:path';
 export const UML = '/usr/bin/linux.uml';
 const MODULES = '/usr/lib/uml/modules';
 
-/** Modules for iptables (legacy) NAT and filtering, ipsets, conntrack, veth, bridge and dummy. */
+/**
+ * Modules for iptables (legacy) NAT and filtering, both families (--cleanup
+ * touches ip6tables too), ipsets, conntrack, veth, bridge and dummy. xt_nat
+ * holds the DNAT/SNAT targets iptables mode's endpoint chains use.
+ */
 export const BASE_MODULES = [
   'ip_tables', 'iptable_nat', 'iptable_filter', 'iptable_mangle', 'ipt_REJECT', 'nf_conntrack', 'nf_conntrack_netlink', 'nf_nat',
-  'xt_MASQUERADE', 'xt_comment', 'xt_mark', 'xt_addrtype', 'xt_conntrack', 'xt_set', 'xt_tcpudp', 'xt_statistic', 'xt_recent', 'xt_multiport',
+  'ip6_tables', 'ip6table_nat', 'ip6table_filter', 'ip6table_mangle', 'ip6t_REJECT',
+  'xt_nat', 'xt_physdev', 'xt_MASQUERADE', 'xt_comment', 'xt_mark', 'xt_addrtype', 'xt_conntrack', 'xt_set', 'xt_tcpudp', 'xt_statistic', 'xt_recent', 'xt_multiport',
   'ip_set', 'ip_set_hash_ip', 'ip_set_hash_ipport', 'ip_set_hash_ipportip', 'ip_set_hash_ipportnet', 'ip_set_hash_net', 'ip_set_bitmap_port',
   'veth', 'bridge', 'br_netfilter', 'dummy',
 ];
@@ -70,6 +75,13 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/r
 D=${dir}
 : > $D/missing-modules.txt
 for m in ${modules.join(' ')}; do modprobe -d $D $m 2>/dev/null || echo "$m" >> $D/missing-modules.txt; done
+# The modules are loaded; stop the kernel's own module requests. Its modprobe
+# cannot find them anyway (they live under ${MODULES}, reached only through
+# -d), and 6.1's bpfilter hook (CONFIG_BPFILTER_UMH=m) calls
+# request_module("bpfilter") on every iptables-legacy get/setsockopt while
+# bpfilter is not loaded, which here is always: a modprobe process per call,
+# 0.2-2 s per iptables-legacy command. An empty path fails those at once.
+echo > /proc/sys/kernel/modprobe
 ip link set lo up
 ( . $D/script.sh ) > $D/script.log 2>&1
 echo $? > $D/status
