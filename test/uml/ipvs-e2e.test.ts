@@ -295,7 +295,8 @@ test('kproxy run --proxy-mode ipvs with real traffic on a real IPVS kernel (UML 
       assert.match(read('hold.log'), /held 2/, ctx('hold.log'));
       const scaleMs = read('scale-ms.txt').trim();
       assert.match(scaleMs, /^\d+$/, `pod-3 never showed up in IPVS: ${ctx('ipvs-scaled.txt')}`);
-      assert.ok(Number(scaleMs) < 5000, `IPVS followed the file in ${scaleMs} ms`);
+      // A sync here costs seconds (every ipset/iptables/ipvsadm call is a process on a slow kernel, 1 CPU).
+      assert.ok(Number(scaleMs) < 20_000, `IPVS followed the file in ${scaleMs} ms; ${ctx()}`);
       const scaled = read('ipvs-scaled.txt');
       assert.ok(scaled.includes('-a -t 10.96.0.10:80 -r 10.244.1.13:8080 -m -w 1'), `pod-3 added:\n${scaled}`);
       assert.ok(scaled.includes('-a -t 10.96.0.10:80 -r 10.244.1.11:8080 -m -w 0'), `pod-1 quiesced (weight 0) while its connection is open:\n${scaled}\nbefore:\n${before}\nafter:\n${read('ipvs-scaled-ln.txt')}\n${ctx()}`);
@@ -330,7 +331,7 @@ test('kproxy run --proxy-mode ipvs with real traffic on a real IPVS kernel (UML 
     });
 
     await t.test('the foreign IPVS service in --ipvs-exclude-cidrs survived every sync', () => {
-      for (const f of ['ipvs-1.txt', 'ipvs-drained.txt']) assert.match(read(f), /-A -t 10\.123\.0\.1:80 -s rr/, `${f}:\n${read(f)}`);
+      for (const f of ['ipvs-0.txt', 'ipvs-1.txt', 'ipvs-scaled.txt', 'ipvs-drained.txt']) assert.match(read(f), /-A -t 10\.123\.0\.1:80 -s rr/, `${f}:\n${read(f)}`);
     });
   } finally {
     uml.cleanup();

@@ -1,7 +1,8 @@
 // Programming a rendered ipvs node into the kernel, and the start-up check
 // that the kernel can do it at all (IPVS and the dummy interface type).
 // The diffs are pure and unit-tested; the appliers at the bottom run
-// ipvsadm-restore, ipset restore, ip and iptables-restore.
+// ipvsadm -R (restore without ipvsadm-restore's flush), ipset restore, ip and
+// iptables-restore.
 import { existsSync } from 'node:fs';
 import { exec } from '../../util/exec.js';
 import { runPrefix } from '../../lab/netns.js';
@@ -81,7 +82,7 @@ export function readIpvsadmSave(text: string): Map<string, SavedVirtualServer> {
 }
 
 /**
- * The ipvsadm-restore script that turns `current` (ipvsadm -Sn) into `desired`:
+ * The `ipvsadm -R` input that turns `current` (ipvsadm -Sn) into `desired`:
  * new services added, changed ones edited (-E), stale ones deleted; destinations
  * likewise. Only services of the given address family are considered stale,
  * so the IPv4 and IPv6 syncs leave each other alone (upstream cleanLegacyService).
@@ -277,9 +278,11 @@ export async function applyIpvs(r: IpvsRender, o: ApplyOptions = {}): Promise<vo
     script = ipvsadmSyncScript(r.virtualServers, current.stdout, r.family, excl, connCountsFromListing(listing.stdout));
   }
   if (script) {
-    const res = await run(o, 'ipvsadm-restore', [], script, true);
+    // `ipvsadm -R`, not the ipvsadm-restore wrapper: that one runs `ipvsadm -C` first, which flushes the
+    // whole table (foreign services included) and would turn this diff into a partial table.
+    const res = await run(o, 'ipvsadm', ['-R'], script, true);
     if (res.code !== 0) {
-      throw new Error(`ipvsadm-restore exited with ${res.code}: ${res.stderr.trim()}\ninput:\n${script.slice(0, 4000)}\nipvsadm -Sn before:\n${current.stdout.slice(0, 4000)}`);
+      throw new Error(`ipvsadm -R exited with ${res.code}: ${res.stderr.trim()}\ninput:\n${script.slice(0, 4000)}\nipvsadm -Sn before:\n${current.stdout.slice(0, 4000)}`);
     }
   }
 
