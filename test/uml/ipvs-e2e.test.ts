@@ -67,11 +67,14 @@ function writeManifests(src: string): void {
       service('aff', { clusterIP: '10.96.0.14', sessionAffinity: 'ClientIP', ports: [tcp80] }),
       slice('aff', pods('pod-1', 'pod-2', 'pod-3')),
       service('empty', { clusterIP: '10.96.0.15', ports: [tcp80] }),
+      // Only the held connections ever reach it: graceful termination waits for them alone (every
+      // probed service has TIME_WAIT entries, which IPVS counts as InActConn for 2 minutes).
+      service('drain', { clusterIP: '10.96.0.20', ports: [tcp80] }),
     ]),
   );
-  // The web service's slice on its own, so scaling rewrites just that file.
-  writeFileSync(join(src, 'web-slice.json'), list([slice('web', pods('pod-1', 'pod-2'))]));
-  writeFileSync(join(src, 'web-slice-scaled.json'), list([slice('web', pods('pod-2', 'pod-3'))]));
+  // The slices scaling rewrites, in a file of their own: pod-1 goes and pod-3 comes.
+  writeFileSync(join(src, 'web-slice.json'), list([slice('web', pods('pod-1', 'pod-2')), slice('drain', pods('pod-1', 'pod-2'))]));
+  writeFileSync(join(src, 'web-slice-scaled.json'), list([slice('web', pods('pod-2', 'pod-3')), slice('drain', pods('pod-2', 'pod-3'))]));
 }
 
 // ---- the guest's script ------------------------------------------------------------
@@ -148,12 +151,12 @@ echo "traffic cases done after $(( $(ms) - T0 )) ms"
 
 # --- scaling with an open connection on each web real server
 rm -f $D/release
-ip netns exec client $NODE ${helper} hold ${NODE_IP} 30080 2 $D/release > $D/hold.log 2>&1 &
+ip netns exec pod-3 $NODE ${helper} hold 10.96.0.20 80 2 $D/release > $D/hold.log 2>&1 &
 H=$!
 wait_for 15 grep -q held $D/hold.log > /dev/null
 ipvsadm -Ln > $D/before-scale-ln.txt
 cp ${src}/web-slice-scaled.json $D/.web.tmp && mv $D/.web.tmp $M/web-slice.json
-has_scaled() { ipvsadm -Sn | grep -q -- "-a -t 10.96.0.10:80 -r 10.244.1.13:8080 -m -w 1"; }
+has_scaled() { ipvsadm -Sn | grep -q -- "-a -t 10.96.0.10:80 -r 10.244.1.13:8080 -m -w 1" && ipvsadm -Sn | grep -q -- "-a -t 10.96.0.20:80 -r 10.244.1.13:8080 -m -w 1"; }
 wait_for 30 has_scaled > $D/scale-ms.txt
 sleep 0.5
 ipvsadm -Sn > $D/ipvs-scaled.txt
@@ -162,7 +165,7 @@ probe - http://10.96.0.10/ ${N} scaled
 touch $D/release
 wait_for 10 sh -c "! kill -0 $H 2>/dev/null" > /dev/null
 ipvsadm -Lnc > $D/conns-released.txt
-drained() { ! ipvsadm -Sn | grep -q -- "-t 10.96.0.10:80 -r 10.244.1.11:8080"; }
+drained() { ! ipvsadm -Sn | grep -q -- "-t 10.96.0.20:80 -r 10.244.1.11:8080"; }
 wait_for 60 drained > $D/drain-ms.txt
 ipvsadm -Sn > $D/ipvs-drained.txt
 ipvsadm -Lnc > $D/conns-drained.txt
@@ -299,13 +302,14 @@ test('kproxy run --proxy-mode ipvs with real traffic on a real IPVS kernel (UML 
       assert.ok(Number(scaleMs) < 20_000, `IPVS followed the file in ${scaleMs} ms; ${ctx()}`);
       const scaled = read('ipvs-scaled.txt');
       assert.ok(scaled.includes('-a -t 10.96.0.10:80 -r 10.244.1.13:8080 -m -w 1'), `pod-3 added:\n${scaled}`);
-      assert.ok(scaled.includes('-a -t 10.96.0.10:80 -r 10.244.1.11:8080 -m -w 0'), `pod-1 quiesced (weight 0) while its connection is open:\n${scaled}\nbefore:\n${before}\nafter:\n${read('ipvs-scaled-ln.txt')}\n${ctx()}`);
+      assert.ok(scaled.includes('-a -t 10.96.0.20:80 -r 10.244.1.11:8080 -m -w 0'), `drain: pod-1 quiesced (weight 0) while its held connection is open:\n${scaled}\nbefore:\n${before}\nafter:\n${read('ipvs-scaled-ln.txt')}\n${ctx()}`);
       const h = hits(uml, 'scaled');
       assert.ok(h.length === N && h.every((x) => x.ok), show(h));
       assert.deepEqual(perPod(h), { 'pod-2': N / 2, 'pod-3': N / 2 }, `traffic on the new set only: ${show(h)}`);
       const drainMs = read('drain-ms.txt').trim();
       assert.match(drainMs, /^\d+$/, `pod-1 was never deleted after its connection closed:\n${read('ipvs-drained.txt')}\nconnections:\n${read('conns-drained.txt')}\n${ctx()}`);
-      assert.doesNotMatch(read('ipvs-drained.txt'), /10\.244\.1\.11:8080/, read('ipvs-drained.txt'));
+      assert.doesNotMatch(read('ipvs-drained.txt'), /-t 10\.96\.0\.20:80 -r 10\.244\.1\.11:8080/, read('ipvs-drained.txt'));
+      assert.ok(read('ipvs-drained.txt').includes('-a -t 10.96.0.20:80 -r 10.244.1.12:8080 -m -w 1'), `pod-2 kept its weight:\n${read('ipvs-drained.txt')}`);
       t.diagnostic(`scale seen in IPVS after ${scaleMs} ms; pod-1 deleted ${drainMs} ms after its connection was reset`);
     });
 

@@ -142,11 +142,25 @@ class IpvsBackend implements ProxyBackend {
         return false;
       };
       const ipt = t.iptables;
-      for (const j of IPTABLES_JUMPS) {
-        if (!present(j.table, (l) => l === `-A ${j.from} -m comment --comment "${j.comment}" -j ${j.to}`)) continue;
-        await exec(ipt, ['-t', j.table, '-D', j.from, '-m', 'comment', '--comment', j.comment, '-j', j.to], quiet).catch(() => undefined);
-      }
+      const jumps = IPTABLES_JUMPS.filter((j) => present(j.table, (l) => l === `-A ${j.from} -m comment --comment "${j.comment}" -j ${j.to}`));
       const chains = IPTABLES_CHAINS.filter((c) => present(c.table, (l) => l.startsWith(`:${c.chain} `)));
+      if (dump.code === 0) {
+        // One iptables-restore --noflush per family: jumps deleted, chains flushed (declared) and deleted.
+        const payload: string[] = [];
+        for (const table of ['nat', 'filter'] as const) {
+          const js = jumps.filter((j) => j.table === table);
+          const cs = chains.filter((c) => c.table === table);
+          if (!js.length && !cs.length) continue;
+          payload.push(`*${table}`, ...cs.map((c) => `:${c.chain} - [0:0]`));
+          payload.push(...js.map((j) => `-D ${j.from} -m comment --comment "${j.comment}" -j ${j.to}`));
+          payload.push(...cs.map((c) => `-X ${c.chain}`), 'COMMIT');
+        }
+        if (!payload.length) continue;
+        const r = await exec(t.restore, ['--noflush'], { allowFail: true, input: payload.join('\n') + '\n' }).catch(() => ({ code: 1 }));
+        if (r.code === 0) continue;
+      }
+      // No dump, or the restore refused: one command each, as upstream.
+      for (const j of jumps) await exec(ipt, ['-t', j.table, '-D', j.from, '-m', 'comment', '--comment', j.comment, '-j', j.to], quiet).catch(() => undefined);
       for (const c of chains) await exec(ipt, ['-t', c.table, '-F', c.chain], quiet).catch(() => undefined);
       for (const c of chains) await exec(ipt, ['-t', c.table, '-X', c.chain], quiet).catch(() => undefined);
     }
