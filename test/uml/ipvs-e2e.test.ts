@@ -298,8 +298,6 @@ test('kproxy run --proxy-mode ipvs with real traffic on a real IPVS kernel (UML 
       assert.match(read('hold.log'), /held 2/, ctx('hold.log'));
       const scaleMs = read('scale-ms.txt').trim();
       assert.match(scaleMs, /^\d+$/, `pod-3 never showed up in IPVS: ${ctx('ipvs-scaled.txt')}`);
-      // A sync here costs seconds (every ipset/iptables/ipvsadm call is a process on a slow kernel, 1 CPU).
-      assert.ok(Number(scaleMs) < 20_000, `IPVS followed the file in ${scaleMs} ms; ${ctx()}`);
       const scaled = read('ipvs-scaled.txt');
       assert.ok(scaled.includes('-a -t 10.96.0.10:80 -r 10.244.1.13:8080 -m -w 1'), `pod-3 added:\n${scaled}`);
       assert.ok(scaled.includes('-a -t 10.96.0.20:80 -r 10.244.1.11:8080 -m -w 0'), `drain: pod-1 quiesced (weight 0) while its held connection is open:\n${scaled}\nbefore:\n${before}\nafter:\n${read('ipvs-scaled-ln.txt')}\n${ctx()}`);
@@ -310,6 +308,9 @@ test('kproxy run --proxy-mode ipvs with real traffic on a real IPVS kernel (UML 
       assert.match(drainMs, /^\d+$/, `pod-1 was never deleted after its connection closed:\n${read('ipvs-drained.txt')}\nconnections:\n${read('conns-drained.txt')}\n${ctx()}`);
       assert.doesNotMatch(read('ipvs-drained.txt'), /-t 10\.96\.0\.20:80 -r 10\.244\.1\.11:8080/, read('ipvs-drained.txt'));
       assert.ok(read('ipvs-drained.txt').includes('-a -t 10.96.0.20:80 -r 10.244.1.12:8080 -m -w 1'), `pod-2 kept its weight:\n${read('ipvs-drained.txt')}`);
+      // A sync here costs seconds (each ipset/iptables/ipvsadm call is a process on a slow 1-CPU kernel,
+      // slower still when the host is busy): the bound is loose, the figure is reported.
+      assert.ok(Number(scaleMs) < 45_000, `IPVS followed the file in ${scaleMs} ms; ${ctx()}`);
       t.diagnostic(`scale seen in IPVS after ${scaleMs} ms; pod-1 deleted ${drainMs} ms after its connection was reset`);
     });
 
