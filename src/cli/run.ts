@@ -32,6 +32,7 @@ export interface RunCliOptions extends ProxyCliOptions {
   verbose?: number;
   ipvsScheduler?: string;
   ipvsSchedulerFlags?: string;
+  ipvsExcludeCidrs?: string;
   proxyPortRange?: string;
   udpTimeout?: string;
 }
@@ -110,6 +111,14 @@ export async function runAgent(o: RunCliOptions): Promise<void> {
   // --ipvs-scheduler (or the config's ipvs.scheduler) for ipvs and userspace modes, which read settings.ipvsScheduler.
   const ipvsScheduler = o.ipvsScheduler ?? (typeof config?.ipvs?.scheduler === 'string' ? config.ipvs.scheduler : undefined);
   if (ipvsScheduler !== undefined) (settings as typeof settings & { ipvsScheduler?: string }).ipvsScheduler = ipvsScheduler;
+  // --ipvs-exclude-cidrs (or the config's ipvs.excludeCIDRs): virtual servers there are someone else's, never deleted.
+  const excludeCIDRs =
+    o.ipvsExcludeCidrs !== undefined
+      ? o.ipvsExcludeCidrs.split(',').map((c) => c.trim()).filter(Boolean)
+      : Array.isArray(config?.ipvs?.excludeCIDRs)
+        ? (config.ipvs.excludeCIDRs as unknown[]).filter((c): c is string => typeof c === 'string')
+        : undefined;
+  if (excludeCIDRs !== undefined) (settings as typeof settings & { ipvsExcludeCIDRs?: string[] }).ipvsExcludeCIDRs = excludeCIDRs;
   // userspace mode's own flags (src/dataplane/userspace/index.ts reads them from settings).
   Object.assign(settings, {
     ...(o.ipvsSchedulerFlags !== undefined ? { ipvsSchedulerFlags: o.ipvsSchedulerFlags } : {}),
@@ -203,6 +212,7 @@ export function register(program: Command): void {
     .option('--master <url>', 'API server URL (overrides the kubeconfig)')
     .option('--ipvs-scheduler <name>', 'scheduler for ipvs and userspace modes: rr (default), wrr, lc, wlc, sed, nq, dh, sh, mh')
     .option('--ipvs-scheduler-flags <list>', 'scheduler flags: sh-fallback, sh-port, mh-fallback, mh-port')
+    .option('--ipvs-exclude-cidrs <list>', 'ipvs mode: comma-separated CIDRs whose IPVS virtual servers are left alone by syncs')
     .option('--proxy-port-range <range>', 'userspace mode: ports for its listeners, FROM-TO or FROM+N (default: ephemeral)')
     .option('--udp-timeout <d>', 'userspace mode: idle timeout of a proxied UDP session (default 250ms)')
     .option('--iptables-backend <b>', 'auto (what `iptables -V` says), nft or legacy', 'auto')

@@ -96,6 +96,8 @@ poweroff -f
   try {
     consoleText = await run(['mem=' + (opts.memMiB ?? 1024) + 'M', 'rootfstype=hostfs', 'rootflags=/', 'rw', `init=${init}`, 'con=null', 'con0=fd:0,fd:1'], opts.timeoutMs, () => read('script.log'));
   } catch (e) {
+    // KPROXY_UML_KEEP=1 keeps the shared folder of a guest that timed out, to read what it left.
+    if (process.env.KPROXY_UML_KEEP) throw new Error(`${(e as Error).message}\n(kept ${dir})`);
     cleanup();
     throw e;
   }

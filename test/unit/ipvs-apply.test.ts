@@ -2,7 +2,7 @@
 // `ipvsadm -Sn`, the ipset diff against `ipset save`, and kube-ipvs0's addresses.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { addressDiff, connCountsFromListing, ipsetSyncScript, ipvsadmSyncScript, readIpvsadmSave } from '../../src/dataplane/ipvs/apply.js';
+import { addressDiff, connCountsFromListing, jumpsMissingFromSave, ipsetSyncScript, ipvsadmSyncScript, readIpvsadmSave } from '../../src/dataplane/ipvs/apply.js';
 import { renderIpvs } from '../../src/dataplane/ipvs/render.js';
 import { mixedNode, NODE, NODE_IPS } from '../fixtures/ipvs/scenario.js';
 
@@ -90,4 +90,26 @@ UDP  10.96.0.53:53 rr persistent 10800
   // Once quiesced, a later sync does not repeat the edit while connections remain.
   const again = ipvsadmSyncScript(r.virtualServers, save.replace('10.244.9.9:8080 -m -w 1', '10.244.9.9:8080 -m -w 0'), 'IPv4', [], connCountsFromListing(listing));
   assert.ok(!again.includes('10.244.9.9'));
+});
+
+test('jump rules: one iptables-save dump tells which jumps are missing (upstream EnsureRule, without a call per rule)', () => {
+  const jumps = [
+    { table: 'nat' as const, chain: 'OUTPUT', args: ['-m', 'comment', '--comment', '"kubernetes service portals"', '-j', 'KUBE-SERVICES'] },
+    { table: 'nat' as const, chain: 'PREROUTING', args: ['-m', 'comment', '--comment', '"kubernetes service portals"', '-j', 'KUBE-SERVICES'] },
+    { table: 'filter' as const, chain: 'INPUT', args: ['-m', 'comment', '--comment', '"kubernetes ipvs access filter"', '-j', 'KUBE-IPVS-FILTER'] },
+  ];
+  const save = [
+    '*filter',
+    ':INPUT ACCEPT [0:0]',
+    '-A INPUT -m comment --comment "kubernetes ipvs access filter" -j KUBE-IPVS-FILTER',
+    'COMMIT',
+    '*nat',
+    ':OUTPUT ACCEPT [0:0]',
+    '-A OUTPUT  -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+    // The same rule in another table does not count.
+    '-A INPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+    'COMMIT',
+  ].join('\n');
+  assert.deepEqual(jumpsMissingFromSave(jumps, save).map((j) => `${j.table} ${j.chain}`), ['nat PREROUTING']);
+  assert.equal(jumpsMissingFromSave(jumps, '').length, 3, 'an empty dump: every jump is checked');
 });

@@ -1,7 +1,8 @@
 // Programming a rendered ipvs node into the kernel, and the start-up check
 // that the kernel can do it at all (IPVS and the dummy interface type).
 // The diffs are pure and unit-tested; the appliers at the bottom run
-// ipvsadm-restore, ipset restore, ip and iptables-restore.
+// ipvsadm -R (restore without ipvsadm-restore's flush), ipset restore, ip and
+// iptables-restore.
 import { existsSync } from 'node:fs';
 import { exec } from '../../util/exec.js';
 import { runPrefix } from '../../lab/netns.js';
@@ -81,7 +82,7 @@ export function readIpvsadmSave(text: string): Map<string, SavedVirtualServer> {
 }
 
 /**
- * The ipvsadm-restore script that turns `current` (ipvsadm -Sn) into `desired`:
+ * The `ipvsadm -R` input that turns `current` (ipvsadm -Sn) into `desired`:
  * new services added, changed ones edited (-E), stale ones deleted; destinations
  * likewise. Only services of the given address family are considered stale,
  * so the IPv4 and IPv6 syncs leave each other alone (upstream cleanLegacyService).
@@ -203,14 +204,18 @@ function run(o: ApplyOptions, cmd: string, args: string[], input?: string, allow
   return exec(argv[0]!, argv.slice(1), { allowFail, ...(input === undefined ? {} : { input }) });
 }
 
-async function ensureDummy(o: ApplyOptions): Promise<void> {
-  const show = await run(o, 'ip', ['link', 'show', DUMMY_DEVICE], undefined, true);
-  // Left down, as upstream leaves it: its addresses still get local routes, which is all IPVS needs.
-  if (show.code !== 0) await run(o, 'ip', ['link', 'add', DUMMY_DEVICE, 'type', 'dummy']);
-}
-
-async function boundAddresses(o: ApplyOptions, family: 'IPv4' | 'IPv6'): Promise<string[]> {
-  const r = await run(o, 'ip', ['-o', family === 'IPv6' ? '-6' : '-4', 'addr', 'show', 'dev', DUMMY_DEVICE]);
+/**
+ * The addresses bound to kube-ipvs0, creating it first when absent (one `ip`
+ * call when it exists: every process counts on a slow kernel).
+ */
+async function dummyAddresses(o: ApplyOptions, family: 'IPv4' | 'IPv6'): Promise<string[]> {
+  const args = ['-o', family === 'IPv6' ? '-6' : '-4', 'addr', 'show', 'dev', DUMMY_DEVICE];
+  let r = await run(o, 'ip', args, undefined, true);
+  if (r.code !== 0) {
+    // Left down, as upstream leaves it: its addresses still get local routes, which is all IPVS needs.
+    await run(o, 'ip', ['link', 'add', DUMMY_DEVICE, 'type', 'dummy']);
+    r = await run(o, 'ip', args);
+  }
   const out: string[] = [];
   for (const l of r.stdout.split('\n')) {
     const m = /\sinet6? (\S+)\//.exec(l);
@@ -220,13 +225,33 @@ async function boundAddresses(o: ApplyOptions, family: 'IPv4' | 'IPv6'): Promise
 }
 
 /**
+ * The jump rules missing from `save` (iptables-save of nat and filter), as
+ * upstream's EnsureRule would find them; a rule whose text is not in the dump
+ * is checked with `iptables -C` before it is inserted, so a formatting
+ * difference costs a call, never a duplicate.
+ */
+export function jumpsMissingFromSave(jumps: IpvsRender['jumps'], save: string): IpvsRender['jumps'] {
+  const have = new Map<string, Set<string>>();
+  let table = '';
+  for (const raw of save.split('\n')) {
+    const line = raw.trim();
+    if (line.startsWith('*')) table = line.slice(1);
+    else if (line.startsWith('-A ')) {
+      let t = have.get(table);
+      if (!t) have.set(table, (t = new Set()));
+      t.add(line.replace(/\s+/g, ' '));
+    }
+  }
+  return jumps.filter((j) => !have.get(j.table)?.has(`-A ${j.chain} ${j.args.join(' ')}`));
+}
+
+/**
  * One sync of one family, in upstream's order: kube-ipvs0 exists, ipsets are
  * up to date, iptables rules are restored (--noflush) and jumps ensured, the
  * virtual servers are synced, and addresses no longer needed are unbound.
  */
 export async function applyIpvs(r: IpvsRender, o: ApplyOptions = {}): Promise<void> {
-  await ensureDummy(o);
-  const bound = await boundAddresses(o, r.family);
+  const bound = await dummyAddresses(o, r.family);
   const { add, del } = addressDiff(r.interfaceAddresses, bound);
   for (const a of add) await run(o, 'ip', ['addr', 'add', a.includes(':') ? `${a}/128` : `${a}/32`, 'dev', DUMMY_DEVICE]);
 
@@ -236,16 +261,30 @@ export async function applyIpvs(r: IpvsRender, o: ApplyOptions = {}): Promise<vo
   const restore = o.iptablesRestore ?? (r.family === 'IPv6' ? 'ip6tables-restore' : 'iptables-restore');
   const ipt = restore.replace(/-restore$/, '');
   await run(o, restore, ['--noflush', '--counters'], r.iptablesRestore);
-  for (const j of r.jumps) {
+  // Upstream EnsureRule per jump (iptables -C, then -I when absent): one iptables-save answers all nine checks.
+  const dump = await run(o, `${ipt}-save`, [], undefined, true);
+  for (const j of dump.code === 0 ? jumpsMissingFromSave(r.jumps, dump.stdout) : r.jumps) {
     const args = j.args.map((a) => a.replace(/^"(.*)"$/, '$1'));
     const check = await run(o, ipt, ['-t', j.table, '-C', j.chain, ...args], undefined, true);
     if (check.code !== 0) await run(o, ipt, ['-t', j.table, '-I', j.chain, ...args]);
   }
 
   const current = await run(o, 'ipvsadm', ['-Sn']);
-  const listing = await run(o, 'ipvsadm', ['-Ln']);
-  const script = ipvsadmSyncScript(r.virtualServers, current.stdout, r.family, o.excludeCIDRs ?? [], connCountsFromListing(listing.stdout));
-  if (script) await run(o, 'ipvsadm-restore', [], script);
+  const excl = o.excludeCIDRs ?? [];
+  let script = ipvsadmSyncScript(r.virtualServers, current.stdout, r.family, excl);
+  // Open-connection counts only matter when a real server goes (graceful termination): list them only then.
+  if (/^-d /m.test(script)) {
+    const listing = await run(o, 'ipvsadm', ['-Ln']);
+    script = ipvsadmSyncScript(r.virtualServers, current.stdout, r.family, excl, connCountsFromListing(listing.stdout));
+  }
+  if (script) {
+    // `ipvsadm -R`, not the ipvsadm-restore wrapper: that one runs `ipvsadm -C` first, which flushes the
+    // whole table (foreign services included) and would turn this diff into a partial table.
+    const res = await run(o, 'ipvsadm', ['-R'], script, true);
+    if (res.code !== 0) {
+      throw new Error(`ipvsadm -R exited with ${res.code}: ${res.stderr.trim()}\ninput:\n${script.slice(0, 4000)}\nipvsadm -Sn before:\n${current.stdout.slice(0, 4000)}`);
+    }
+  }
 
   for (const a of del) await run(o, 'ip', ['addr', 'del', a.includes(':') ? `${a}/128` : `${a}/32`, 'dev', DUMMY_DEVICE]);
 }
