@@ -11,6 +11,7 @@ import type { IpvsRender, IpsetSpec, VirtualServer } from './model.js';
 import { DUMMY_DEVICE } from './names.js';
 import { formatIpsetCreate, formatVirtualServerLine, ipvsadmProtoSwitch } from './text.js';
 import { parseIpvsadm } from '../../netfilter/ipvs-parse.js';
+import { parseSave } from '../iptables/sync-save.js';
 
 export interface IpvsKernelSupport {
   ipvs: boolean;
@@ -231,18 +232,11 @@ async function dummyAddresses(o: ApplyOptions, family: 'IPv4' | 'IPv6'): Promise
  * difference costs a call, never a duplicate.
  */
 export function jumpsMissingFromSave(jumps: IpvsRender['jumps'], save: string): IpvsRender['jumps'] {
-  const have = new Map<string, Set<string>>();
-  let table = '';
-  for (const raw of save.split('\n')) {
-    const line = raw.trim();
-    if (line.startsWith('*')) table = line.slice(1);
-    else if (line.startsWith('-A ')) {
-      let t = have.get(table);
-      if (!t) have.set(table, (t = new Set()));
-      t.add(line.replace(/\s+/g, ' '));
-    }
-  }
-  return jumps.filter((j) => !have.get(j.table)?.has(`-A ${j.chain} ${j.args.join(' ')}`));
+  const saved = parseSave(save);
+  return jumps.filter((j) => {
+    const want = `-A ${j.chain} ${j.args.join(' ')}`;
+    return !(saved[j.table]?.chains.get(j.chain) ?? []).some((r) => r.replace(/\s+/g, ' ') === want);
+  });
 }
 
 /**

@@ -10,6 +10,7 @@ import type { ClusterState, IPFamily } from '../../k8s/types.js';
 import { exec } from '../../util/exec.js';
 import { detectRandomFully } from '../iptables/detect.js';
 import { iptablesTools, type IptablesTools } from '../iptables/apply.js';
+import { parseSave } from '../iptables/sync-save.js';
 import { applyIpvs, checkIpvsKernel, type IpvsKernelSupport } from './apply.js';
 import { DUMMY_DEVICE, familySetName, IPSET_INFO, IPTABLES_CHAINS, IPTABLES_JUMPS } from './names.js';
 import { ipvsOptionsFromSettings, resolveScheduler } from './render-mode.js';
@@ -132,18 +133,12 @@ class IpvsBackend implements ProxyBackend {
     for (const family of ['IPv4', 'IPv6'] as const) {
       const t = await this.iptables(family);
       const dump = await exec(t.save, [], quiet).catch(() => ({ code: 1, stdout: '', stderr: '' }));
-      const present = (table: string, pred: (line: string) => boolean): boolean => {
-        if (dump.code !== 0) return true; // no dump: try everything, as upstream does
-        let cur = '';
-        for (const l of dump.stdout.split('\n')) {
-          if (l.startsWith('*')) cur = l.slice(1).trim();
-          else if (cur === table && pred(l.trim())) return true;
-        }
-        return false;
-      };
+      const saved = dump.code === 0 ? parseSave(dump.stdout) : null; // no dump: try everything, as upstream does
       const ipt = t.iptables;
-      const jumps = IPTABLES_JUMPS.filter((j) => present(j.table, (l) => l === `-A ${j.from} -m comment --comment "${j.comment}" -j ${j.to}`));
-      const chains = IPTABLES_CHAINS.filter((c) => present(c.table, (l) => l.startsWith(`:${c.chain} `)));
+      const jumps = IPTABLES_JUMPS.filter(
+        (j) => !saved || !!saved[j.table]?.chains.get(j.from)?.includes(`-A ${j.from} -m comment --comment "${j.comment}" -j ${j.to}`),
+      );
+      const chains = IPTABLES_CHAINS.filter((c) => !saved || !!saved[c.table]?.chains.has(c.chain));
       if (dump.code === 0) {
         // One iptables-restore --noflush per family: jumps deleted, chains flushed (declared) and deleted.
         const payload: string[] = [];
