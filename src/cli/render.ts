@@ -6,7 +6,6 @@ import { COMMANDS } from './commands.js';
 import type { Command } from 'commander';
 import { loadManifests } from '../k8s/load.js';
 import { formatWarning, type ClusterState, type IPFamily } from '../k8s/types.js';
-import { detectRandomFully } from '../dataplane/iptables/detect.js';
 import { canonicalChunks, restorePayload } from '../dataplane/iptables/payload.js';
 import { renderIptables } from '../dataplane/iptables/render.js';
 import { renderOptionsFromSettings } from '../dataplane/iptables/render-options.js';
@@ -45,7 +44,8 @@ function familyHeader(f: IPFamily): string {
 async function renderIptablesMode(ctx: RenderContext): Promise<RenderOutput> {
   const { state, settings, options } = ctx;
   const rf = options.randomFully ?? 'auto';
-  const randomFully = rf === 'auto' ? await detectRandomFully() : rf === 'true';
+  // Detection runs `iptables --version`; child_process is loaded only then.
+  const randomFully = rf === 'auto' ? await (await import('../dataplane/iptables/detect.js')).detectRandomFully() : rf === 'true';
   let families: IPFamily[] | undefined;
   if (options.ipFamily) families = options.ipFamily.split(',').map((f) => f.trim()) as IPFamily[];
   const rulesets = renderIptables(

@@ -5,10 +5,10 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeText } from '../util/text.js';
-import { yaml } from '../util/yaml.js';
+import { parseYamlStream } from '../util/yaml.js';
 import { endpointSlicesFromPods } from './endpoints-from-pods.js';
 import { jsonListItems } from './json-list.js';
-import { parseObject, quote } from './validate.js';
+import { parseObject } from './validate.js';
 import type { ClusterState, EndpointSlice, InputWarning, Node, Pod, Service } from './types.js';
 
 export type ParsedObject =
@@ -106,32 +106,18 @@ export function parseManifestText(text: string, source: string): ParsedText {
       return out;
     }
   }
-  const { LineCounter, parseAllDocuments } = yaml();
-  const lineCounter = new LineCounter();
-  // YAML 1.2 core schema (as the API machinery's sigs.k8s.io/yaml reads it closely enough: "yes"/"on" stay strings).
-  const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
-  const list = Array.isArray(docs) ? docs : [docs];
-  list.forEach((doc, i) => {
-    if (doc.errors.length > 0) {
+  parseYamlStream(text).forEach((doc, i) => {
+    if (doc.error) {
       out.syntaxErrors++;
-      const e = doc.errors[0]!;
-      const pos = lineCounter.linePos(e.pos[0]);
-      const msg = e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+      const { line, column, message } = doc.error;
       out.warnings.push({
         source,
         document: i,
-        message: `${looksLikeJSON(text) ? 'JSON/YAML' : 'YAML'} syntax error at line ${pos.line}, column ${pos.col}: ${msg}; document skipped`,
+        message: `${looksLikeJSON(text) ? 'JSON/YAML' : 'YAML'} syntax error at line ${line}, column ${column}: ${message}; document skipped`,
       });
       return;
     }
-    let raw: unknown;
-    try {
-      raw = doc.toJS({ maxAliasCount: 100 });
-    } catch (err) {
-      out.syntaxErrors++;
-      out.warnings.push({ source, document: i, message: `cannot read document: ${quote((err as Error).message)}; document skipped` });
-      return;
-    }
+    const raw = doc.value;
     // A YAML document holding a JSON-style array of objects is read like a List.
     if (Array.isArray(raw)) raw.forEach((item, j) => addOne(out, item, source, i, `[${j}]`));
     else addRaw(out, raw, source, i);

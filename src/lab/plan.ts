@@ -4,7 +4,7 @@
 // the pods as the lab created them (status.podIP, spec.nodeName, Ready).
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseAllDocuments, stringify } from 'yaml';
+import { parseYamlStream, stringifyYaml } from '../util/yaml.js';
 import { parseObject } from '../k8s/validate.js';
 import type { Node, Pod, Service } from '../k8s/types.js';
 import { formatWarning } from '../k8s/types.js';
@@ -42,14 +42,12 @@ export function loadLabManifests(path: string): LabManifests {
   const out: LabManifests = { files, docs: [], pods: [], nodes: [], services: [], warnings: [] };
   for (const file of files) {
     const text = readFileSync(file, 'utf8');
-    const docs = parseAllDocuments(text);
-    const list = Array.isArray(docs) ? docs : [docs];
-    list.forEach((d, index) => {
-      if (d.errors.length > 0) {
-        out.warnings.push(`${file}#${index}: ${d.errors[0]!.message.split('\n')[0]}`);
+    parseYamlStream(text).forEach((d, index) => {
+      if (d.error) {
+        out.warnings.push(`${file}#${index}: line ${d.error.line}, column ${d.error.column}: ${d.error.message}`);
         return;
       }
-      const js = d.toJS() as unknown;
+      const js = d.value;
       const items =
         js && typeof js === 'object' && (js as { kind?: unknown }).kind === 'List' && Array.isArray((js as { items?: unknown }).items)
           ? ((js as { items: unknown[] }).items)
@@ -264,12 +262,9 @@ export function rewriteManifests(m: LabManifests, plan: LabPlan): Map<string, st
     if (/\.json$/i.test(base)) {
       out.set(base, JSON.stringify(objs.length === 1 ? objs[0] : { apiVersion: 'v1', kind: 'List', items: objs }, null, 2) + '\n');
     } else {
-      out.set(base, objs.map((o) => yamlDump(o)).join('---\n'));
+      out.set(base, objs.map((o) => stringifyYaml(o)).join('---\n'));
     }
   }
   return out;
 }
 
-function yamlDump(o: unknown): string {
-  return stringify(o);
-}

@@ -5,7 +5,7 @@
 // what the file says; see mergeProxySettings.
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { yaml } from '../util/yaml.js';
+import { parseYaml } from '../util/yaml.js';
 import type { Node } from '../k8s/types.js';
 import { ipFamily, normalizeCIDR, normalizeIP } from '../util/ip.js';
 
@@ -223,7 +223,7 @@ export async function loadProxyConfig(path: string): Promise<LoadedProxyConfig> 
   }
   let doc: unknown;
   try {
-    doc = yaml().parse(text);
+    doc = parseYaml(text);
   } catch (e) {
     throw new Error(`${path}: not valid YAML/JSON: ${(e as Error).message}`);
   }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parse } from 'yaml';
+import { parseYaml } from '../../src/util/yaml.js';
 import { loadLabManifests, planLab, rewriteManifests } from '../../src/lab/plan.js';
 import { formatSpread, tally } from '../../src/lab/demo-report.js';
 import { answerLine, parseAnswer } from '../../src/lab/pod-server.js';
@@ -89,7 +89,7 @@ test('rewritten manifests carry podIP, nodeName and Ready, and leave other objec
   withDir({ 'a.yaml': svc + pod('p1'), 'b.json': JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'j', namespace: 'default', labels: { app: 'web' } }, spec: { containers: [] } }) }, (dir) => {
     const m = loadLabManifests(dir);
     const out = rewriteManifests(m, planLab(m));
-    const docs = out.get('a.yaml')!.split(/^---$/m).map((d) => parse(d));
+    const docs = out.get('a.yaml')!.split(/^---$/m).map((d) => parseYaml(d) as any);
     assert.equal(docs[0].kind, 'Service');
     assert.equal(docs[0].spec.clusterIP, '10.96.0.50');
     assert.equal(docs[1].spec.nodeName, 'node1');

@@ -4,15 +4,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parseAllDocuments } from 'yaml';
+import { parseYamlStream } from '../../src/util/yaml.js';
 import { Command } from 'commander';
 import { register } from '../../src/cli/run.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 type Obj = Record<string, any>;
-const docs: Obj[] = parseAllDocuments(readFileSync(`${root}deploy/kproxy-daemonset.yaml`, 'utf8')).map((d) => {
-  assert.equal(d.errors.length, 0, String(d.errors[0]));
-  return d.toJS() as Obj;
+const docs: Obj[] = parseYamlStream(readFileSync(`${root}deploy/kproxy-daemonset.yaml`, 'utf8')).map((d) => {
+  assert.equal(d.error, undefined, JSON.stringify(d.error));
+  return d.value as Obj;
 });
 const byKind = (k: string) => docs.filter((d) => d.kind === k);
 
