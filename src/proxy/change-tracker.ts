@@ -23,11 +23,20 @@ export interface PendingChanges {
   udp: boolean;
 }
 
-const fp = new WeakMap<object, string>();
+/**
+ * An object's content, for telling a replaced object with the same content from a changed
+ * one. Computed only when an object is replaced (O(change)), and never kept: a first sync
+ * at 10k services would otherwise serialize every object and hold 17 MB of fingerprints.
+ */
 function fingerprint(o: object): string {
-  let s = fp.get(o);
-  if (s === undefined) fp.set(o, (s = JSON.stringify(o)));
-  return s;
+  return JSON.stringify(o);
+}
+
+/** Same content: the same object, or equal fingerprints. */
+function sameContent(a: object | undefined, b: object | undefined): boolean {
+  if (a === b) return true;
+  if (!a || !b) return false;
+  return fingerprint(a) === fingerprint(b);
 }
 
 function svcName(ns: string, name: string): string {
@@ -56,10 +65,8 @@ interface Entry {
   /** The update that last saw it (entries not seen by the current one are gone). */
   gen: number;
   svc?: Service;
-  svcFp?: string;
-  /** Its EndpointSlices, sorted by name, and their fingerprint. */
+  /** Its EndpointSlices, sorted by name. */
   slices: EndpointSlice[];
-  slicesFp: string;
   /** Slices collected during the current update. */
   next: EndpointSlice[];
   nextGen: number;
@@ -96,7 +103,7 @@ export class ChangeTracker {
 
   private entry(k: string, gen: number): Entry {
     let e = this.entries.get(k);
-    if (!e) this.entries.set(k, (e = { gen, slices: [], slicesFp: '', next: [], nextGen: 0 }));
+    if (!e) this.entries.set(k, (e = { gen, slices: [], next: [], nextGen: 0 }));
     e.gen = gen;
     return e;
   }
@@ -125,13 +132,11 @@ export class ChangeTracker {
       const e = this.entry(k, gen);
       const s = objs.service;
       if (e.svc !== s) {
-        const f = s ? fingerprint(s) : undefined;
-        if (f !== e.svcFp) {
+        if (!sameContent(e.svc, s)) {
           touched.set(k, e.svc);
           svcChanges++;
         }
         e.svc = s;
-        e.svcFp = f;
       }
       if (this.takeSlices(k, e, objs.slices.length > 1 ? [...objs.slices].sort(byName) : objs.slices, touched)) epChanges++;
       if (!e.svc && !e.slices.length) this.entries.delete(k);
@@ -144,11 +149,9 @@ export class ChangeTracker {
   /** Stores a service's slices (sorted by name); true when their content changed (the service is then touched). */
   private takeSlices(k: string, e: Entry, next: EndpointSlice[], touched: Map<string, Service | undefined>): boolean {
     if (sameObjects(e.slices, next)) return false;
-    const f = next.map(fingerprint).join('\n');
-    const changed = f !== e.slicesFp;
+    const changed = e.slices.length !== next.length || next.some((s, i) => !sameContent(e.slices[i], s));
     if (changed && !touched.has(k)) touched.set(k, e.svc);
     e.slices = next;
-    e.slicesFp = f;
     return changed;
   }
 
@@ -191,13 +194,11 @@ export class ChangeTracker {
       const e = this.entry(svcName(s.meta.namespace, s.meta.name), gen);
       seenSvc.add(e);
       if (e.svc === s) continue;
-      const f = fingerprint(s);
-      if (f !== e.svcFp) {
+      if (!sameContent(e.svc, s)) {
         touched.set(svcName(s.meta.namespace, s.meta.name), e.svc);
         svcChanges++;
       }
       e.svc = s;
-      e.svcFp = f;
     }
     for (const s of state.endpointSlices) {
       const e = this.entry(svcName(s.meta.namespace, s.serviceName), gen);
@@ -213,7 +214,6 @@ export class ChangeTracker {
         if (!touched.has(k)) touched.set(k, e.svc);
         svcChanges++;
         e.svc = undefined;
-        e.svcFp = undefined;
       }
       const next = e.nextGen === gen ? e.next : [];
       e.next = [];

@@ -227,3 +227,27 @@ test('the folder disappearing: last state kept, connected false; coming back: co
     await teardown(r);
   }
 });
+
+test('a watch event during a full rescan is served between its batches, not after it', async () => {
+  const files: Record<string, string> = { 'web.yaml': svc('web', 80) };
+  // Enough files that the rescan's stats take many batches (tens of ms here).
+  for (let i = 0; i < 5000; i++) files[`bulk/s${i}.json`] = JSON.stringify({ apiVersion: 'v1', kind: 'Service', metadata: { name: `s${i}` }, spec: { clusterIP: 'None', ports: [{ port: 80 }] } });
+  const r = await setup(files, { rescanMs: 60_000 });
+  type Inner = { fullScanDue: boolean; runScan(): Promise<void>; scanning?: Promise<void> };
+  const inner = r.src as unknown as Inner;
+  try {
+    inner.fullScanDue = true;
+    const rescan = inner.runScan();
+    const t = Date.now();
+    writeFileSync(join(r.dir, '.web.yaml.tmp'), svc('web', 90));
+    renameSync(join(r.dir, '.web.yaml.tmp'), join(r.dir, 'web.yaml'));
+    await changeWhere(r, t, (s) => ports(s, 'web') === 90);
+    const servedDuringRescan = inner.scanning !== undefined;
+    await rescan;
+    assert.ok(servedDuringRescan, 'the change was published only after the whole rescan');
+    assert.equal(ports(r.src.current(), 'web'), 90);
+    assert.equal(r.src.current().services.length, 5001);
+  } finally {
+    await teardown(r);
+  }
+});
