@@ -111,7 +111,11 @@ test('health check node ports, /healthz and /metrics of kproxy run, over real so
 
     // The endpoint on node1 stops being ready: its health check turns 503 within seconds.
     const file = join(state.generated, 'lb.yaml');
-    writeFileSync(file, readFileSync(file, 'utf8').replace(/status: "True"/, 'status: "False"'));
+    // The lab's YAML writer picks the quoting; match either, and fail here if the rewrite found nothing.
+    const before = readFileSync(file, 'utf8');
+    const after = before.replace(/status: (["'])True\1/, "status: 'False'");
+    assert.notEqual(after, before, 'the pod\'s Ready condition was not found in the generated manifests');
+    writeFileSync(file, after);
     await waitFor('node1 health check to fail', async () => (r = await get(client, `http://${n1.ip}:32100/`)).status === 503, 30_000, 200);
     assert.equal(r.body, serviceHealthBody('default', 'lb', 0, true));
   } finally {
