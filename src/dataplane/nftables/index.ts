@@ -18,7 +18,8 @@ import { sinceInSeconds } from '../../server/metrics.js';
 import { deleteTable, listObjects, NftError, nftUsable, runNft, tableExists } from './apply.js';
 import { familyWords } from './layout.js';
 import { familyContext, fixedRules, renderServices, type ServiceContribution } from './render.js';
-import { fixedKey, TableMirror } from './table.js';
+import { addTable, fixedKey, TableMirror } from './table.js';
+import { NftSession, SESSION_MAX_CHARS } from './session.js';
 
 export { renderNftablesText } from './text.js';
 
@@ -42,6 +43,8 @@ class NftablesBackend implements ProxyBackend {
   private fams = new Map<IPFamily, Family>();
   private base: Partial<RenderOptions> = {};
   private canary: NodeJS.Timeout | undefined;
+  /** Partial syncs go through one running nft; full syncs through `nft -f -`. */
+  private session = new NftSession();
 
   constructor(private readonly opts: BackendOptions) {}
 
@@ -101,6 +104,8 @@ class NftablesBackend implements ProxyBackend {
             await runNft(tx.staged.last);
           } else await runNft(tx.text);
           commit();
+          // The next change goes through the session: have its nft running by then.
+          void this.session.warm(addTable(ctx.w.nft)).catch(() => {});
           Object.assign(detail, { services: services.size, elements: tx.added, rules: tx.newRules, renderMs: tRender, nftMs: Date.now() - t0 - tRender, staged });
         } else {
           const changed = new Map<string, ServiceContribution | null>();
@@ -111,7 +116,8 @@ class NftablesBackend implements ProxyBackend {
             changed.set(nsn, renderServices(sub, ctx, history).get(nsn) ?? null);
           }
           const tx = fam.mirror.partial(changed);
-          await runNft(tx.text);
+          if (tx.text.length <= SESSION_MAX_CHARS) await this.session.run(tx.text);
+          else await runNft(tx.text);
           Object.assign(detail, { services: changed.size, added: tx.added, deleted: tx.deleted, newRules: tx.newRules });
         }
         fam.needsFull = false;
@@ -152,5 +158,6 @@ class NftablesBackend implements ProxyBackend {
 
   async stop(): Promise<void> {
     if (this.canary) clearInterval(this.canary);
+    this.session.close();
   }
 }

@@ -50,6 +50,11 @@ export interface Transaction {
   staged?: { first: string; parallel: string[]; last: string };
 }
 
+/** The statement that makes kproxy's table (a no-op when it exists as kproxy made it). */
+export function addTable(fam: string): string {
+  return `add table ${fam} ${TABLE} { comment "rules for kproxy"; }`;
+}
+
 /** Sets whose elements send packets on to the endpoint maps: written last when a table is loaded in steps. */
 function isEntrySet(name: string): boolean {
   return shapeOf(name) !== null || ['int-fe', 'ext-masq', 'ext-local', 'np-masq', 'np-local', 'fw-fe'].includes(name);
@@ -143,11 +148,11 @@ export class TableMirror {
     next.fixedText = fixedKey(fixed);
     const fam = this.w.nft;
     const lines: string[] = [];
-    lines.push(`add table ${fam} ${TABLE} { comment "rules for kproxy"; }`);
+    lines.push(addTable(fam));
     const wantSets = [...allFixedSets(fixed.get('services')!.some((r) => r.includes('@nodeport-ips'))), ...shapeSets];
     const wantChains = [...BASE_CHAINS.map((b) => b.name), ...REGULAR_CHAINS];
     if (existing === null) {
-      lines.push(`delete table ${fam} ${TABLE}`, `add table ${fam} ${TABLE} { comment "rules for kproxy"; }`);
+      lines.push(`delete table ${fam} ${TABLE}`, addTable(fam));
     } else {
       for (const ch of existing.chains) lines.push(`flush chain ${fam} ${TABLE} ${ch}`);
       for (const ch of existing.chains) if (!wantChains.includes(ch)) lines.push(`delete chain ${fam} ${TABLE} ${ch}`);
