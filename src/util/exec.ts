@@ -25,9 +25,26 @@ export interface ExecOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+/** Inputs from this size on (nft or iptables-restore loading a large table) run their tool with bulkEnv. */
+export const BULK_INPUT_CHARS = 1 << 20;
+
+/**
+ * The environment for a tool that will malloc hundreds of MiB (nft loading 120k elements:
+ * 266 MiB, 66k page faults). glibc's malloc then takes transparent huge pages (where the
+ * kernel offers them on madvise) and grows its heap 64 MiB at a time: nft -f of a 10k-service
+ * table 1.73 s -> 0.95 s, iptables-restore of 86k lines 1.33 -> 1.13 s on this machine. Small
+ * calls are left alone (the first huge page costs them ~0.6 ms). A user's own GLIBC_TUNABLES
+ * come after ours and win; glibc before 2.35 ignores the tunable.
+ */
+export function bulkEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const ours = 'glibc.malloc.hugetlb=1:glibc.malloc.top_pad=67108864';
+  return { ...env, GLIBC_TUNABLES: env.GLIBC_TUNABLES ? `${ours}:${env.GLIBC_TUNABLES}` : ours };
+}
+
 export function exec(cmd: string, args: string[], opts: ExecOptions = {}): Promise<ExecResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env });
+    const env = (opts.input?.length ?? 0) >= BULK_INPUT_CHARS ? bulkEnv(opts.env) : (opts.env ?? process.env);
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timer: NodeJS.Timeout | undefined;
