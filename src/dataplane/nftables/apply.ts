@@ -15,6 +15,11 @@ export class NftError extends Error {
   }
 }
 
+/** A transaction line as the log names it: its number and text (cut at 300 characters). */
+export function numberedLine(n: number, line: string): string {
+  return `${n}: ${line.length > 300 ? line.slice(0, 300) + '…' : line}`;
+}
+
 /** nft reports "/dev/stdin:LINE:COL-COL: Error: …"; the lines named, with their text. */
 export function failingLines(stderr: string, text: string): string[] {
   const all = text.split('\n');
@@ -24,8 +29,7 @@ export function failingLines(stderr: string, text: string): string[] {
     const n = Number(m[1]);
     if (seen.has(n)) continue;
     seen.add(n);
-    const line = all[n - 1] ?? '';
-    out.push(`${n}: ${line.length > 300 ? line.slice(0, 300) + '…' : line}`);
+    out.push(numberedLine(n, all[n - 1] ?? ''));
     if (out.length >= 5) break;
   }
   return out;

@@ -9,7 +9,7 @@
 // must fail (listing a table that does not exist, named with a sequence number); nft writes
 // errors to stderr in order, so the transaction's errors are what arrives before that one.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { NftError } from './apply.js';
+import { NftError, numberedLine } from './apply.js';
 
 /** Transactions above this size go through `nft -f -` (line numbers in errors; no huge single line). */
 export const SESSION_MAX_CHARS = 256 * 1024;
@@ -39,8 +39,7 @@ export function sessionError(stderr: string, line: string, text: string): NftErr
     for (let s = 0; s < stmts.length; s++) {
       const end = start + stmts[s]!.length;
       if (col < end + 3) {
-        const t = stmts[s]!;
-        const entry = `${s + 1}: ${t.length > 300 ? t.slice(0, 300) + '…' : t}`;
+        const entry = numberedLine(s + 1, stmts[s]!);
         if (!failing.includes(entry)) failing.push(entry);
         break;
       }
