@@ -23,6 +23,7 @@ export interface RunCliOptions extends ProxyCliOptions {
   master?: string;
   iptablesMinSyncPeriod?: string;
   iptablesSyncPeriod?: string;
+  fullSyncPeriod?: string;
   iptablesBackend: string;
   healthzBindAddress?: string;
   metricsBindAddress?: string;
@@ -74,6 +75,8 @@ export async function runAgent(o: RunCliOptions): Promise<void> {
   const minSync = durationFlag('--iptables-min-sync-period', o.iptablesMinSyncPeriod) ?? pre.minSyncPeriodMs;
   const syncPeriod = durationFlag('--iptables-sync-period', o.iptablesSyncPeriod) ?? pre.syncPeriodMs;
   if (syncPeriod <= 0) throw new Error('--iptables-sync-period must be greater than 0');
+  const fullSyncPeriod = durationFlag('--full-sync-period', o.fullSyncPeriod);
+  if (fullSyncPeriod !== undefined && fullSyncPeriod <= 0) throw new Error('--full-sync-period must be greater than 0');
 
   const familiesOf = (ips: string[]): IPFamily[] => {
     const f = new Set<IPFamily>();
@@ -159,6 +162,7 @@ export async function runAgent(o: RunCliOptions): Promise<void> {
     families,
     minSyncPeriodMs: minSync,
     syncPeriodMs: syncPeriod,
+    ...(fullSyncPeriod !== undefined ? { fullSyncPeriodMs: fullSyncPeriod } : {}),
     metrics,
     health,
     serviceHealth,
@@ -218,6 +222,7 @@ export function register(program: Command): void {
     .option('--iptables-backend <b>', 'auto (what `iptables -V` says), nft or legacy', 'auto')
     .option('--iptables-min-sync-period <d>', 'minimum time between syncs (default 1s)')
     .option('--iptables-sync-period <d>', 'maximum time between syncs; retry period after a failure (default 30s)')
+    .option('--full-sync-period <d>', 'kproxy only: how often a full sync re-checks everything (default 1h, upstream\'s fixed period)')
     .option('--healthz-bind-address <host:port>', '/healthz and /livez (default 0.0.0.0:10256; "" disables)')
     .option('--metrics-bind-address <host:port>', '/metrics (default 127.0.0.1:10249; "" disables)')
     .option('--cleanup', 'remove every chain and jump rule kube-proxy/kproxy created, then exit')

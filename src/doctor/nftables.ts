@@ -5,44 +5,15 @@
 // changes while a fresh render numbers them in order.
 import type { ClusterState, IPFamily } from '../k8s/types.js';
 import type { RenderOptions } from '../dataplane/iptables/render.js';
-import { exec } from '../util/exec.js';
+import { comparable, readLiveTable } from '../dataplane/nftables/readback.js';
 import { familyWords, setDef, TABLE } from '../dataplane/nftables/layout.js';
 import { familyContext, fixedRules, renderServices } from '../dataplane/nftables/render.js';
 import { TableMirror } from '../dataplane/nftables/table.js';
 import type { CheckResult } from './check.js';
 
-type Json = string | number | { concat?: Json[]; prefix?: { addr: string; len: number }; elem?: { val: Json } } | Json[];
-
-/** One element of `nft -j` output in the text form kproxy writes ("10.96.0.1 . tcp . 80"). */
-function text(v: Json): string {
-  if (typeof v === 'string' || typeof v === 'number') return String(v);
-  if (Array.isArray(v)) return `${text(v[0]!)} : ${text(v[1]!)}`;
-  if (v.concat) return v.concat.map(text).join(' . ');
-  if (v.prefix) return `${v.prefix.addr}/${v.prefix.len}`;
-  if (v.elem) return text(v.elem.val);
-  return JSON.stringify(v);
-}
-
-/** Set name → its elements ("key" or "key : value"), as read from the kernel; null when the table is missing. */
-export async function readTable(fam: 'ip' | 'ip6'): Promise<Map<string, Set<string>> | null> {
-  const r = await exec('nft', ['-j', 'list', 'table', fam, TABLE], { allowFail: true, timeoutMs: 60_000 });
-  if (r.code !== 0) {
-    if (/No such file or directory/.test(r.stderr)) return null;
-    throw new Error(`nft -j list table ${fam} ${TABLE}: ${r.stderr.trim()}`);
-  }
-  const out = new Map<string, Set<string>>();
-  for (const o of (JSON.parse(r.stdout) as { nftables: Record<string, { name?: string; elem?: Json[] }>[] }).nftables) {
-    const s = o.set ?? o.map;
-    if (!s?.name) continue;
-    out.set(s.name, new Set((s.elem ?? []).map(text)));
-  }
-  return out;
-}
-
 /** Slot-free form: "frontend → endpoint" for endpoint maps, the element itself otherwise. */
 function normalized(set: string, e: string): string {
-  // The kernel prints a one-address interval without its /32 or /128.
-  e = e.replace(/\/(32|128)$/, '');
+  e = comparable(e);
   if (!set.includes('-eps-')) return e;
   const [k, v] = e.split(' : ');
   return `${k!.replace(/ \. \d+$/, '')} → ${v}`;
@@ -90,7 +61,7 @@ export function wantedElements(state: ClusterState, opts: RenderOptions, family:
 
 export async function nftablesChecks(family: IPFamily, state: ClusterState | undefined, opts: RenderOptions): Promise<CheckResult[]> {
   const fam = familyWords(family).nft;
-  const live = await readTable(fam);
+  const live = (await readLiveTable(fam))?.sets ?? null;
   const tableId = `nftables.table.${family.toLowerCase()}`;
   if (!live) {
     return [{

@@ -51,6 +51,7 @@ export interface ProxyMetrics {
   iptablesPartialRestoreFailuresTotal: Counter<'ip_family'>;
   nftablesSyncFailuresTotal: Counter<'ip_family'>;
   nftablesElementsTotal: Gauge<'ip_family'>;
+  nftablesDriftRepairsTotal: Counter<'ip_family'>;
   iptablesRulesTotal: Gauge<'table' | 'ip_family'>;
   iptablesRulesLastSync: Gauge<'table' | 'ip_family'>;
   syncProxyRulesNoLocalEndpointsTotal: Gauge<'traffic_policy' | 'ip_family'>;
@@ -145,6 +146,12 @@ export function createProxyMetrics(registry: Registry = new Registry(), opts: { 
     nftablesSyncFailuresTotal: new Counter({
       name: 'kubeproxy_sync_proxy_rules_nftables_sync_failures_total',
       help: ALPHA + 'Cumulative proxy nftables sync failures',
+      labelNames: family,
+      registers,
+    }),
+    nftablesDriftRepairsTotal: new Counter({
+      name: 'kproxy_sync_proxy_rules_nftables_drift_repairs_total',
+      help: "Periodic checks that found kproxy's nftables table changed by someone else, each repaired by a full sync (kproxy only)",
       labelNames: family,
       registers,
     }),

@@ -35,12 +35,12 @@ test('kproxy run --proxy-mode nftables programs a real node', { timeout: 240_000
   let node!: Netns;
   let client!: Netns;
   let pods!: Record<string, Netns>;
-  const startAgent = (): ChildProcess => {
+  const startAgent = (...extra: string[]): ChildProcess => {
     const c = topo.track(
       node.spawn(process.execPath, [
         kproxyMain, 'run', '--proxy-mode', 'nftables', '--manifests', dir, '--hostname-override', 'node-a',
         '--cluster-cidr', '10.244.0.0/16', '--iptables-min-sync-period', '100ms', '--iptables-sync-period', '1s',
-        '--healthz-bind-address', '127.0.0.1:10256', '--metrics-bind-address', '127.0.0.1:10249', '--v=1',
+        '--healthz-bind-address', '127.0.0.1:10256', '--metrics-bind-address', '127.0.0.1:10249', '--v=1', ...extra,
       ]),
     );
     c.stderr!.on('data', (b: Buffer) => (logs += b.toString()));
@@ -207,6 +207,35 @@ test('kproxy run --proxy-mode nftables programs a real node', { timeout: 240_000
       await waitFor('the agent to die', () => agent!.signalCode !== null || agent!.exitCode !== null, 5000, 20);
       const a = await get(client, `http://${NODE_IP}:30080/`, 2);
       assert.ok(a.every((x) => x.ok), JSON.stringify(a));
+    });
+
+    await t.test('the periodic full sync writes nothing when the kernel matches, and repairs drift it finds', async () => {
+      logs = '';
+      agent = startAgent('--full-sync-period', '2s');
+      await waitFor('a full sync that finds nothing to write', () => /synced all rules.*"written":false/.test(logs), 20_000, 50).catch((e: Error) => {
+        throw new Error(`${e.message}; kproxy said:\n${logs.slice(-3000)}`);
+      });
+      assert.doesNotMatch(logs, /differs from what kproxy wrote/, logs.slice(-3000));
+      // Someone deletes an element, adds one, and deletes a rule.
+      await node.exec('nft', ['delete', 'element', 'ip', 'kproxy', 'ext-masq', '{ 192.168.77.100 . tcp . 80 }']);
+      await node.exec('nft', ['add', 'element', 'ip', 'kproxy', 'int-fe', '{ 10.96.0.250 . tcp . 81 }']);
+      const handle = /jump nodeports # handle (\d+)/.exec((await node.exec('nft', ['-a', 'list', 'chain', 'ip', 'kproxy', 'services'])).stdout)?.[1];
+      assert.ok(handle, 'the nodeports jump rule');
+      await node.exec('nft', ['delete', 'rule', 'ip', 'kproxy', 'services', 'handle', handle]);
+      await waitFor('the drift to be found', () => logs.includes('differs from what kproxy wrote'), 15_000, 50);
+      assert.match(logs, /"missing ext-masq: 192\.168\.77\.100 \. tcp \. 80"/);
+      assert.match(logs, /"unexpected int-fe: 10\.96\.0\.250 \. tcp \. 81"/);
+      assert.match(logs, /"services: \d+ rules, want \d+"/);
+      await waitFor('the table repaired', async () => {
+        const tb = await table();
+        return tb.includes('192.168.77.100 . tcp . 80') && !tb.includes('10.96.0.250') && tb.includes('jump nodeports');
+      }, 10_000, 100);
+      const a = await get(client, `http://${NODE_IP}:30080/`, 2);
+      assert.ok(a.every((x) => x.ok), JSON.stringify(a));
+      const metrics = (await node.exec('curl', ['-s', 'http://127.0.0.1:10249/metrics'], { allowFail: true })).stdout;
+      assert.match(metrics, /kproxy_sync_proxy_rules_nftables_drift_repairs_total\{ip_family="IPv4"\} [1-9]/);
+      agent.kill('SIGKILL');
+      await waitFor('the agent to die', () => agent!.signalCode !== null || agent!.exitCode !== null, 5000, 20);
     });
 
     await t.test('--cleanup removes kproxy’s tables and nothing else, from any mode', async () => {

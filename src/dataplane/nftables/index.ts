@@ -2,9 +2,13 @@
 // rules depend only on the node's settings; services live in set and map
 // elements (layout.ts). A partial sync re-renders only the changed services
 // and writes the element differences in one nft transaction; a full sync
-// (start, after a failure, hourly, or when a setting changes the fixed rules)
-// rewrites the table in one transaction. A canary checks every sync period
-// that the table is still there.
+// (start, after a failure, or when a setting changes the fixed rules)
+// rewrites the table in one transaction. The periodic (hourly) full sync
+// compares before it writes: when the fresh render equals what was written,
+// it writes nothing and reads the kernel's table back in the background; any
+// drift (an element or rule deleted or added by someone else) makes the next
+// sync a full rewrite. A canary checks every sync period that the table is
+// still there.
 import type { ClusterState, IPFamily } from '../../k8s/types.js';
 import { serviceObjects } from '../../k8s/state-index.js';
 import type { BackendOptions, FamilySyncReport, ProxyBackend } from '../backend.js';
@@ -18,7 +22,8 @@ import { sinceInSeconds } from '../../server/metrics.js';
 import { deleteTable, listObjects, NftError, nftUsable, runNft, tableExists } from './apply.js';
 import { familyWords } from './layout.js';
 import { familyContext, fixedRules, renderServices, type ServiceContribution } from './render.js';
-import { addTable, fixedKey, TableMirror } from './table.js';
+import { addTable, fixedKey, TableMirror, type Drift } from './table.js';
+import { readLiveTable } from './readback.js';
 import { NftSession, SESSION_MAX_CHARS } from './session.js';
 
 export { renderNftablesText } from './text.js';
@@ -28,6 +33,8 @@ interface Family {
   needsFull: boolean;
   /** The last full sync failed: delete and re-create the table instead of refilling it. */
   recreate: boolean;
+  /** A drift check is reading the kernel. */
+  checking: boolean;
 }
 
 export async function createBackend(opts: BackendOptions): Promise<ProxyBackend> {
@@ -45,16 +52,18 @@ class NftablesBackend implements ProxyBackend {
   private canary: NodeJS.Timeout | undefined;
   /** Partial syncs go through one running nft; full syncs through `nft -f -`. */
   private session = new NftSession();
+  private requestFullSync: () => void = () => {};
 
   constructor(private readonly opts: BackendOptions) {}
 
   private family(f: IPFamily): Family {
     let fam = this.fams.get(f);
-    if (!fam) this.fams.set(f, (fam = { mirror: new TableMirror(familyWords(f)), needsFull: true, recreate: false }));
+    if (!fam) this.fams.set(f, (fam = { mirror: new TableMirror(familyWords(f)), needsFull: true, recreate: false, checking: false }));
     return fam;
   }
 
   async start(requestFullSync: () => void): Promise<void> {
+    this.requestFullSync = requestFullSync;
     this.base = {
       conntrackTCPBeLiberal: this.opts.settings.conntrackTCPBeLiberal || (await detectConntrackTCPBeLiberal()),
       localAddresses: await hostAddresses(),
@@ -94,19 +103,25 @@ class NftablesBackend implements ProxyBackend {
         if (isFull) {
           const services = renderServices(state, ctx, fam.mirror.slotHistory());
           const existing = fam.recreate ? null : await listObjects(ctx.w.nft);
-          const { tx, commit } = fam.mirror.full(fixed, services, existing);
+          const { tx, commit, next } = fam.mirror.full(fixed, services, existing);
           const tRender = Date.now() - t0;
-          const staged = !!tx.staged && !fam.recreate;
-          if (staged && tx.staged) {
-            // No table yet: load it in steps, the element halves by two nft processes at once.
-            await runNft(tx.staged.first);
-            await Promise.all(tx.staged.parallel.map((t) => runNft(t)));
-            await runNft(tx.staged.last);
-          } else await runNft(tx.text);
-          commit();
-          // The next change goes through the session: have its nft running by then.
-          void this.session.warm(addTable(ctx.w.nft)).catch(() => {});
-          Object.assign(detail, { services: services.size, elements: tx.added, rules: tx.newRules, renderMs: tRender, nftMs: Date.now() - t0 - tRender, staged });
+          if (existing && !fam.needsFull && fam.mirror.sameAs(next)) {
+            // Nothing changed since the last write: compare the kernel with it instead of rewriting.
+            void this.checkDrift(f);
+            Object.assign(detail, { services: services.size, written: false, renderMs: tRender });
+          } else {
+            const staged = !!tx.staged && !fam.recreate;
+            if (staged && tx.staged) {
+              // No table yet: load it in steps, the element halves by two nft processes at once.
+              await runNft(tx.staged.first);
+              await Promise.all(tx.staged.parallel.map((t) => runNft(t)));
+              await runNft(tx.staged.last);
+            } else await runNft(tx.text);
+            commit();
+            // The next change goes through the session: have its nft running by then.
+            void this.session.warm(addTable(ctx.w.nft)).catch(() => {});
+            Object.assign(detail, { services: services.size, elements: tx.added, rules: tx.newRules, renderMs: tRender, nftMs: Date.now() - t0 - tRender, staged });
+          }
         } else {
           const changed = new Map<string, ServiceContribution | null>();
           const history = fam.mirror.slotHistory();
@@ -149,6 +164,40 @@ class NftablesBackend implements ProxyBackend {
       reports.push({ family: f, ok: true, full: isFull, detail: { ...detail, conntrackDeleted: conntrack, ms: Date.now() - t0 } });
     }
     return reports;
+  }
+
+  /**
+   * Reads the table back (seconds at 10k services, in the nft process) while
+   * syncs go on; elements they touch meanwhile are left out of the comparison.
+   * Drift is logged, counted, and repaired by a full sync.
+   */
+  private async checkDrift(f: IPFamily): Promise<void> {
+    const fam = this.family(f);
+    if (fam.checking) return;
+    fam.checking = true;
+    const wt = fam.mirror.watch();
+    const t0 = Date.now();
+    try {
+      const live = await readLiveTable(familyWords(f).nft);
+      if (fam.needsFull || wt.void) return;
+      const d: Drift | null = live ? fam.mirror.drift(live, wt) : { missing: [], unexpected: [], rules: ['the table is gone'] };
+      this.opts.log.debug('nftables drift check', { family: f, ms: Date.now() - t0, drift: !!d });
+      if (!d) return;
+      this.opts.metrics.nftablesDriftRepairsTotal.inc({ ip_family: f });
+      this.opts.log.warn('the nftables table differs from what kproxy wrote; repairing it with a full sync', {
+        family: f,
+        missing: d.missing.length,
+        unexpected: d.unexpected.length,
+        examples: [...d.missing.slice(0, 5).map((e) => `missing ${e}`), ...d.unexpected.slice(0, 5).map((e) => `unexpected ${e}`), ...d.rules.slice(0, 5)],
+      });
+      fam.needsFull = true;
+      this.requestFullSync();
+    } catch (e) {
+      this.opts.log.warn('nftables drift check failed', { family: f, error: (e as Error).message });
+    } finally {
+      fam.mirror.unwatch(wt);
+      fam.checking = false;
+    }
   }
 
   /** Deletes kproxy's tables (both families); other tables are never touched. */

@@ -21,6 +21,26 @@ import {
   type FamilyWords,
 } from './layout.js';
 import type { ServiceContribution } from './render.js';
+import { comparable, type LiveTable } from './readback.js';
+
+/**
+ * What a drift check compares against while the kernel is being read: the
+ * elements partial syncs touched meanwhile (they may legitimately differ from
+ * the listing), whether rules were added, and whether a full sync replaced
+ * the whole picture (the check is then void).
+ */
+export interface DriftWatch {
+  touched: Set<string>;
+  rulesAdded: boolean;
+  void: boolean;
+}
+
+export interface Drift {
+  missing: string[];
+  unexpected: string[];
+  /** "chain: N rules, want M". */
+  rules: string[];
+}
 
 interface Entry {
   /** The owner whose value is in the kernel (smallest name). */
@@ -98,6 +118,9 @@ export class TableMirror {
   private lookups = new Map<string, number>();
   /** The fixed rules the table was written with (a change of settings needs a full sync). */
   private fixedText = '';
+  /** Rules per chain as written (for the drift check). */
+  private ruleCounts = new Map<string, number>();
+  private watches = new Set<DriftWatch>();
 
   constructor(readonly w: FamilyWords) {}
 
@@ -123,7 +146,7 @@ export class TableMirror {
    * flushed and its sets refilled rather than the table deleted, so the
    * affinity sets (filled by the data path) survive.
    */
-  full(fixed: Map<string, string[]>, services: Map<string, ServiceContribution>, existing: { chains: string[]; sets: string[] } | null): { tx: Transaction; commit: () => void } {
+  full(fixed: Map<string, string[]>, services: Map<string, ServiceContribution>, existing: { chains: string[]; sets: string[] } | null): { tx: Transaction; commit: () => void; next: TableMirror } {
     const next = new TableMirror(this.w);
     const shapeLines: string[] = [];
     const groups = new Map<string, string[]>();
@@ -146,6 +169,7 @@ export class TableMirror {
       }
     }
     next.fixedText = fixedKey(fixed);
+    for (const ch of [...BASE_CHAINS.map((b) => b.name), ...REGULAR_CHAINS]) next.ruleCounts.set(ch, rules.get(ch)?.length ?? 0);
     const fam = this.w.nft;
     const lines: string[] = [];
     lines.push(addTable(fam));
@@ -204,7 +228,7 @@ export class TableMirror {
       const text = (ls: string[]): string => (ls.length ? ls.join('\n') + '\n' : '');
       tx.staged = { first: head.replace(/^delete table .*\n/m, ''), parallel: halves.map(text).filter(Boolean), last: text(entry) };
     }
-    return { tx, commit: () => this.adopt(next) };
+    return { tx, commit: () => this.adopt(next), next };
   }
 
   /**
@@ -252,6 +276,7 @@ export class TableMirror {
       const was = before.get(`${set}\n${key}`);
       const now = this.sets.get(set)?.get(key)?.value;
       if (was === now) continue;
+      for (const wt of this.watches) wt.touched.add(comparable(`${set}\n${key}`));
       if (was !== undefined) {
         push(dels, set, key);
         deleted++;
@@ -268,9 +293,11 @@ export class TableMirror {
       this.shapes.add(s);
       for (const [ch, r] of this.ruleFor(s)) {
         lines.push(`add rule ${fam} ${TABLE} ${ch} ${r}`);
+        this.ruleCounts.set(ch, (this.ruleCounts.get(ch) ?? 0) + 1);
         newRules++;
       }
     }
+    if (newRules) for (const wt of this.watches) wt.rulesAdded = true;
     lines.push(...elementLines('delete', fam, dels), ...elementLines('add', fam, adds));
     return { text: lines.length ? lines.join('\n') + '\n' : '', added, deleted, newSets: newShapes.length, newRules };
   }
@@ -353,6 +380,68 @@ export class TableMirror {
     this.shapes = next.shapes;
     this.lookups = next.lookups;
     this.fixedText = next.fixedText;
+    this.ruleCounts = next.ruleCounts;
+    for (const wt of this.watches) wt.void = true;
+  }
+
+  /** Whether a freshly rendered picture (`full()`'s) holds exactly what this one does. */
+  sameAs(other: TableMirror): boolean {
+    if (this.fixedText !== other.fixedText || this.sets.size !== other.sets.size) return false;
+    for (const s of this.shapes) if (!other.shapes.has(s)) return false;
+    if (this.shapes.size !== other.shapes.size) return false;
+    for (const [set, m] of this.sets) {
+      const o = other.sets.get(set);
+      if (!o || o.size !== m.size) return false;
+      for (const [k, e] of m) if (o.get(k)?.value !== e.value) return false;
+    }
+    return true;
+  }
+
+  /** Starts recording what partial syncs change, for a drift check reading the kernel meanwhile. */
+  watch(): DriftWatch {
+    const wt: DriftWatch = { touched: new Set(), rulesAdded: false, void: false };
+    this.watches.add(wt);
+    return wt;
+  }
+
+  unwatch(wt: DriftWatch): void {
+    this.watches.delete(wt);
+  }
+
+  /**
+   * How the kernel's table differs from what kproxy wrote: elements missing or
+   * unexpected (affinity sets, filled by the data path, and elements partial
+   * syncs touched during the listing are left out), and chains whose rule
+   * count changed. Null when they agree or the check is void.
+   */
+  drift(live: LiveTable, wt: DriftWatch): Drift | null {
+    if (wt.void) return null;
+    const missing: string[] = [];
+    const unexpected: string[] = [];
+    const rules: string[] = [];
+    const touched = (set: string, key: string): boolean => wt.touched.has(comparable(`${set}\n${key}`));
+    for (const name of new Set([...this.setNames(), ...live.sets.keys()])) {
+      if (setDef(name, this.w)?.dynamic) continue;
+      const map = isMap(name, this.w);
+      const want = new Map<string, string>();
+      for (const [k, e] of this.sets.get(name) ?? []) want.set(comparable(map ? `${k} : ${e.value}` : k), k);
+      const have = new Set([...(live.sets.get(name) ?? [])].map(comparable));
+      for (const [e, k] of want) if (!have.has(e) && !touched(name, k)) missing.push(`${name}: ${e}`);
+      for (const e of have) if (!want.has(e) && !touched(name, map ? e.slice(0, e.indexOf(' : ')) : e)) unexpected.push(`${name}: ${e}`);
+    }
+    if (!wt.rulesAdded) {
+      for (const ch of new Set([...this.ruleCounts.keys(), ...live.rules.keys()])) {
+        const want = this.ruleCounts.get(ch);
+        const have = live.rules.get(ch);
+        if (want !== have) rules.push(`${ch}: ${have === undefined ? 'no chain' : `${have} rules`}, want ${want === undefined ? 'no chain' : want}`);
+      }
+    }
+    return missing.length || unexpected.length || rules.length ? { missing, unexpected, rules } : null;
+  }
+
+  /** The sets and maps the table has: the fixed ones (with or without elements) and the shapes in use. */
+  private setNames(): string[] {
+    return [...this.sets.keys(), ...this.shapes];
   }
 }
 
