@@ -42,7 +42,7 @@ export function nftDrift(family: IPFamily, live: Map<string, Set<string>>, want:
       ...extra.slice(0, 10).map((e) => `unexpected ${e}`),
       `${missing.length} missing, ${extra.length} unexpected in all`,
     ],
-    fix: 'restart the agent: its first sync is a full one and rewrites the table (a running agent also does so within the hour)',
+    fix: 'restart the agent: its first sync is a full one and rewrites the table (a running agent finds and repairs drift at its hourly full sync)',
   };
 }
 
