@@ -131,3 +131,13 @@ test('the cheap listing: only kproxy’s table, chains apart from sets; null whe
   assert.equal(objectsOf(listing, 'ip6'), null);
   assert.equal(objectsOf('table ip other {\n\tchain c {\n\t}\n}\n', 'ip'), null);
 });
+
+test('a fresh node’s two parallel halves keep the firewall’s frontends and allowed ranges together', () => {
+  const st = cluster(['10.0.1.1', '10.0.1.2']);
+  const ctx = familyContext(st, opts, 'IPv4');
+  const { tx } = new TableMirror(familyWords('IPv4')).full(fixedRules(ctx), renderServices(st, ctx), null);
+  const [a, b] = tx.staged!.parallel;
+  assert.match(a!, /^add element ip kproxy fw-fe /m);
+  assert.match(a!, /^add element ip kproxy fw-allow /m);
+  assert.doesNotMatch(b ?? '', /^add element ip kproxy fw-/m);
+});

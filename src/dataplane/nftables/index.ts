@@ -115,7 +115,6 @@ class NftablesBackend implements ProxyBackend {
               // No table yet: load it in steps, the element halves by two nft processes at once.
               await runNft(tx.staged.first);
               await Promise.all(tx.staged.parallel.map((t) => runNft(t)));
-              await runNft(tx.staged.last);
             } else await runNft(tx.text);
             commit();
             // The next change goes through the session: have its nft running by then.

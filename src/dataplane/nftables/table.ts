@@ -60,14 +60,16 @@ export interface Transaction {
   newRules: number;
   /**
    * The same transaction in steps, for a node with no kproxy table yet: the
-   * table and its rules, then the element statements in two halves that may
-   * run at once (nft's parse is most of a first sync, and there are two
-   * cores), then the sets that send packets to the maps. Until the last
-   * step, no frontend leads anywhere, so a half-loaded table sends no packet
-   * to a missing endpoint. Only for a fresh node: replacing a table must stay
-   * one transaction.
+   * table and its rules, then the element statements in two halves that run
+   * at once (nft's parse is most of a first sync, and there are two cores).
+   * While the halves load, a frontend may already be in its sets before its
+   * endpoint map elements are: the map lookup then misses and the packet is
+   * not DNATed, as before the table existed; a packet is only ever DNATed to
+   * an endpoint the cluster has. The firewall's frontends and allowed ranges
+   * load in one half together, so an allowed client is never dropped. Only
+   * for a fresh node: replacing a table must stay one transaction.
    */
-  staged?: { first: string; parallel: string[]; last: string };
+  staged?: { first: string; parallel: string[] };
 }
 
 /** The statement that makes kproxy's table (a no-op when it exists as kproxy made it). */
@@ -75,9 +77,9 @@ export function addTable(fam: string): string {
   return `add table ${fam} ${TABLE} { comment "rules for kproxy"; }`;
 }
 
-/** Sets whose elements send packets on to the endpoint maps: written last when a table is loaded in steps. */
-function isEntrySet(name: string): boolean {
-  return shapeOf(name) !== null || ['int-fe', 'ext-masq', 'ext-local', 'np-masq', 'np-local', 'fw-fe'].includes(name);
+/** Sets that must load in the same half: a firewall frontend without its allowed ranges would drop allowed clients. */
+function loadsTogether(name: string): boolean {
+  return name === 'fw-fe' || name === 'fw-allow';
 }
 
 /** `set NAME { … }` or `map NAME { … }`, one line per property, for declarations and `add`. */
@@ -216,17 +218,13 @@ export class TableMirror {
     if (existing === null) {
       const halves: string[][] = [[], []];
       const size = [0, 0];
-      const entry: string[] = [];
       for (const l of elems) {
-        if (isEntrySet(l.split(' ', 5)[4]!)) entry.push(l);
-        else {
-          const i = size[0]! <= size[1]! ? 0 : 1;
-          halves[i]!.push(l);
-          size[i]! += l.length;
-        }
+        const i = loadsTogether(l.split(' ', 5)[4]!) ? 0 : size[0]! <= size[1]! ? 0 : 1;
+        halves[i]!.push(l);
+        size[i]! += l.length;
       }
       const text = (ls: string[]): string => (ls.length ? ls.join('\n') + '\n' : '');
-      tx.staged = { first: head.replace(/^delete table .*\n/m, ''), parallel: halves.map(text).filter(Boolean), last: text(entry) };
+      tx.staged = { first: head.replace(/^delete table .*\n/m, ''), parallel: halves.map(text).filter(Boolean) };
     }
     return { tx, commit: () => this.adopt(next), next };
   }
