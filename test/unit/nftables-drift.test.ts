@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { familyContext, fixedRules, renderServices } from '../../src/dataplane/nftables/render.js';
 import { familyWords } from '../../src/dataplane/nftables/layout.js';
 import { TableMirror } from '../../src/dataplane/nftables/table.js';
-import { parseLiveTable, type LiveTable } from '../../src/dataplane/nftables/readback.js';
+import { parseLiveTable, type ListingScan, type LiveTable } from '../../src/dataplane/nftables/readback.js';
 import { objectsOf } from '../../src/dataplane/nftables/apply.js';
 import { ep, fakeProxierOptions, makeService, makeSlice, state, testNodeName } from './iptables-helpers.js';
 
@@ -49,25 +49,33 @@ function kernelOf(text: string): LiveTable {
   return { sets, rules };
 }
 
+/** The kernel's listing, one set at a time, as the agent reads it. */
+function scanOf(live: LiveTable): ListingScan {
+  return (on) => {
+    for (const [n, s] of live.sets) on(n, [...s]);
+    return live.rules;
+  };
+}
+
 test('a table as written shows no drift; elements and rules changed by hand are named', () => {
   const { m, text } = written(['10.0.1.1', '10.0.1.2']);
   const live = kernelOf(text);
   assert.ok(live.sets.get('fw-allow')!.has('192.168.9.9 . tcp . 80 . 1.2.3.4'), 'the fixture prints /32 bare');
   const wt = m.watch();
-  assert.equal(m.drift(live, wt), null);
+  assert.equal(m.drift(scanOf(live), wt), null);
   live.sets.get('int-fe')!.delete('172.30.0.1 . tcp . 80');
   live.sets.get('int-fe')!.add('172.30.0.99 . tcp . 80');
   const eps = live.sets.get('int-eps-tcp')!;
   eps.delete('172.30.0.1 . tcp . 80 . 1 : 10.0.1.2 . 8080');
   eps.add('172.30.0.1 . tcp . 80 . 1 : 10.0.1.7 . 8080');
   live.rules.set('services', live.rules.get('services')! - 1);
-  const d = m.drift(live, wt)!;
+  const d = m.drift(scanOf(live), wt)!;
   assert.deepEqual(d.missing.sort(), ['int-eps-tcp: 172.30.0.1 . tcp . 80 . 1 : 10.0.1.2 . 8080', 'int-fe: 172.30.0.1 . tcp . 80']);
   assert.deepEqual(d.unexpected.sort(), ['int-eps-tcp: 172.30.0.1 . tcp . 80 . 1 : 10.0.1.7 . 8080', 'int-fe: 172.30.0.99 . tcp . 80']);
   assert.equal(d.rules.length, 1);
   assert.match(d.rules[0]!, /^services: \d+ rules, want \d+$/);
   // A deleted table (no sets, no chains) is drift too.
-  assert.ok(m.drift({ sets: new Map(), rules: new Map() }, wt)!.missing.length > 0);
+  assert.ok(m.drift(scanOf({ sets: new Map(), rules: new Map() }), wt)!.missing.length > 0);
 });
 
 test('elements a partial sync touches while the kernel is read are not drift; a full sync voids the check', () => {
@@ -78,15 +86,15 @@ test('elements a partial sync touches while the kernel is read are not drift; a 
   const st = cluster(['10.0.1.1', '10.0.1.3']);
   const ctx = familyContext(st, opts, 'IPv4');
   m.partial(new Map([['ns/web', renderServices(st, ctx, m.slotHistory()).get('ns/web')!]]));
-  assert.equal(m.drift(before, wt), null);
+  assert.equal(m.drift(scanOf(before), wt), null);
   // An untouched element deleted by hand is still drift.
   before.sets.get('ext-masq')!.clear();
-  assert.deepEqual(m.drift(before, wt)?.missing, ['ext-masq: 192.168.9.9 . tcp . 80']);
+  assert.deepEqual(m.drift(scanOf(before), wt)?.missing, ['ext-masq: 192.168.9.9 . tcp . 80']);
   m.unwatch(wt);
   const wt2 = m.watch();
   const f = m.full(fixedRules(ctx), renderServices(st, ctx, m.slotHistory()), { chains: [], sets: [] });
   f.commit();
-  assert.equal(m.drift(before, wt2), null, 'void after a full sync replaced the picture');
+  assert.equal(m.drift(scanOf(before), wt2), null, 'void after a full sync replaced the picture');
 });
 
 test('sameAs: a fresh render of the same cluster equals what was written; a change does not', () => {
@@ -98,26 +106,42 @@ test('sameAs: a fresh render of the same cluster equals what was written; a chan
   assert.ok(!m.sameAs(m.full(fixedRules(ctx2), renderServices(st2, ctx2, m.slotHistory()), { chains: [], sets: [] }).next));
 });
 
-test("nft -j output reads as kproxy's element text: concatenations, prefixes, map values, rule counts", () => {
-  const json = JSON.stringify({
-    nftables: [
-      { metainfo: { version: '1.0.6' } },
-      { table: { family: 'ip', name: 'kproxy' } },
-      { set: { family: 'ip', name: 'fw-allow', table: 'kproxy', flags: ['interval'], elem: [{ concat: ['10.96.0.9', 'tcp', 80, { prefix: { addr: '10.0.0.0', len: 8 } }] }, { concat: ['10.96.0.9', 'tcp', 80, '1.2.3.4'] }] } },
-      { map: { family: 'ip', name: 'int-eps-tcp', table: 'kproxy', elem: [[{ concat: ['10.96.103.220', 'tcp', 4000, 0] }, { concat: ['10.244.1.5', 8080] }]] } },
-      { set: { family: 'ip', name: 'reject-int', table: 'kproxy' } },
-      { chain: { family: 'ip', table: 'kproxy', name: 'int' } },
-      { chain: { family: 'ip', table: 'kproxy', name: 'empty' } },
-      { rule: { family: 'ip', table: 'kproxy', chain: 'int', expr: [] } },
-      { rule: { family: 'ip', table: 'kproxy', chain: 'int', expr: [] } },
-    ],
-  });
-  const live = parseLiveTable(json);
+test('`nft list table` text reads as kproxy’s element text, a set at a time; rules are counted per chain', () => {
+  const text = [
+    'table ip kproxy { # handle 5',
+    '\tcomment "rules for kproxy"',
+    '\tset fw-allow {',
+    '\t\ttype ipv4_addr . inet_proto . inet_service . ipv4_addr',
+    '\t\tflags interval',
+    '\t\tcomment "LB frontend . allowed source range"',
+    '\t\telements = { 10.96.0.9 . tcp . 80 . 10.0.0.0/8,',
+    '\t\t\t     10.96.0.9 . tcp . 80 . 1.2.3.4 }',
+    '\t}',
+    '\tmap int-eps-tcp {',
+    '\t\ttypeof ip daddr . meta l4proto . th dport . numgen random mod 65536 : ip daddr . tcp dport',
+    '\t\telements = { 10.96.103.220 . tcp . 4000 . 0 : 10.244.1.5 . 8080, 10.96.103.220 . tcp . 4000 . 1 : 10.244.1.6 . 8080 }',
+    '\t}',
+    '\tset reject-int {',
+    '\t\ttype ipv4_addr . inet_proto . inet_service',
+    '\t}',
+    '\tchain nat-prerouting {',
+    '\t\ttype nat hook prerouting priority dstnat; policy accept;',
+    '\t\tjump services',
+    '\t}',
+    '\tchain empty {',
+    '\t}',
+    '\tchain int {',
+    '\t\tjump int-aff',
+    '\t\tip daddr . meta l4proto . th dport @int-tcp-n2 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @int-eps-tcp',
+    '\t}',
+    '}',
+  ].join('\n');
+  const live = parseLiveTable(text);
   assert.deepEqual([...live.sets.get('fw-allow')!], ['10.96.0.9 . tcp . 80 . 10.0.0.0/8', '10.96.0.9 . tcp . 80 . 1.2.3.4']);
-  assert.deepEqual([...live.sets.get('int-eps-tcp')!], ['10.96.103.220 . tcp . 4000 . 0 : 10.244.1.5 . 8080']);
+  assert.deepEqual([...live.sets.get('int-eps-tcp')!], ['10.96.103.220 . tcp . 4000 . 0 : 10.244.1.5 . 8080', '10.96.103.220 . tcp . 4000 . 1 : 10.244.1.6 . 8080']);
   assert.equal(live.sets.get('reject-int')!.size, 0);
-  assert.deepEqual([...live.rules], [['int', 2], ['empty', 0]]);
-  assert.throws(() => parseLiveTable('not json'));
+  assert.deepEqual([...live.rules], [['nat-prerouting', 1], ['empty', 0], ['int', 2]]);
+  assert.equal(parseLiveTable('garbage\nmore garbage').sets.size, 0);
 });
 
 test('the cheap listing: only kproxy’s table, chains apart from sets; null when the table is not there', () => {

@@ -23,7 +23,7 @@ import { deleteTable, listObjects, NftError, nftUsable, runNft, tableExists } fr
 import { familyWords } from './layout.js';
 import { familyContext, fixedRules, renderServices, type ServiceContribution } from './render.js';
 import { addTable, fixedKey, TableMirror, type Drift } from './table.js';
-import { readLiveTable } from './readback.js';
+import { readListing, scanListing } from './readback.js';
 import { NftSession, SESSION_MAX_CHARS } from './session.js';
 
 export { renderNftablesText } from './text.js';
@@ -177,9 +177,9 @@ class NftablesBackend implements ProxyBackend {
     const wt = fam.mirror.watch();
     const t0 = Date.now();
     try {
-      const live = await readLiveTable(familyWords(f).nft);
+      const listing = await readListing(familyWords(f).nft);
       if (fam.needsFull || wt.void) return;
-      const d: Drift | null = live ? fam.mirror.drift(live, wt) : { missing: [], unexpected: [], rules: ['the table is gone'] };
+      const d: Drift | null = listing !== null ? fam.mirror.drift(scanListing(listing), wt) : { missing: [], unexpected: [], rules: ['the table is gone'] };
       this.opts.log.debug('nftables drift check', { family: f, ms: Date.now() - t0, drift: !!d });
       if (!d) return;
       this.opts.metrics.nftablesDriftRepairsTotal.inc({ ip_family: f });

@@ -21,7 +21,7 @@ import {
   type FamilyWords,
 } from './layout.js';
 import type { ServiceContribution } from './render.js';
-import { comparable, type LiveTable } from './readback.js';
+import { comparable, type ListingScan } from './readback.js';
 
 /**
  * What a drift check compares against while the kernel is being read: the
@@ -410,27 +410,51 @@ export class TableMirror {
    * How the kernel's table differs from what kproxy wrote: elements missing or
    * unexpected (affinity sets, filled by the data path, and elements partial
    * syncs touched during the listing are left out), and chains whose rule
-   * count changed. Null when they agree or the check is void.
+   * count changed. Null when they agree or the check is void. The listing is
+   * taken one set at a time and checked against the mirror's own maps, so the
+   * check holds no second copy of the table.
    */
-  drift(live: LiveTable, wt: DriftWatch): Drift | null {
+  drift(scan: ListingScan, wt: DriftWatch): Drift | null {
     if (wt.void) return null;
     const missing: string[] = [];
     const unexpected: string[] = [];
     const rules: string[] = [];
-    const touched = (set: string, key: string): boolean => wt.touched.has(comparable(`${set}\n${key}`));
-    for (const name of new Set([...this.setNames(), ...live.sets.keys()])) {
-      if (setDef(name, this.w)?.dynamic) continue;
+    const touched = (set: string, key: string): boolean => wt.touched.size > 0 && wt.touched.has(comparable(`${set}\n${key}`));
+    const seen = new Set<string>();
+    const check = (name: string, elems: string[]): void => {
+      seen.add(name);
+      const def = setDef(name, this.w);
+      if (def?.dynamic) return;
       const map = isMap(name, this.w);
-      const want = new Map<string, string>();
-      for (const [k, e] of this.sets.get(name) ?? []) want.set(comparable(map ? `${k} : ${e.value}` : k), k);
-      const have = new Set([...(live.sets.get(name) ?? [])].map(comparable));
-      for (const [e, k] of want) if (!have.has(e) && !touched(name, k)) missing.push(`${name}: ${e}`);
-      for (const e of have) if (!want.has(e) && !touched(name, map ? e.slice(0, e.indexOf(' : ')) : e)) unexpected.push(`${name}: ${e}`);
-    }
+      let want: Map<string, Entry> = this.sets.get(name) ?? new Map();
+      // Interval sets print a /32 bare: index those by the printed form (they are small).
+      if (def?.flags?.includes('interval')) want = new Map([...want].map(([k, e]) => [comparable(k), e]));
+      const keyOf = (e: string): [string, string | undefined] => {
+        if (!map) return [e, undefined];
+        const i = e.indexOf(' : ');
+        return [e.slice(0, i), e.slice(i + 3)];
+      };
+      let matched = 0;
+      for (const e of elems) {
+        const [k, v] = keyOf(e);
+        const w = want.get(k);
+        if (w && (!map || w.value === v)) matched++;
+        else if (!touched(name, k)) unexpected.push(`${name}: ${e}`);
+      }
+      if (matched === want.size) return;
+      const present = new Set<string>();
+      for (const e of elems) {
+        const [k, v] = keyOf(e);
+        if (!map || want.get(k)?.value === v) present.add(k);
+      }
+      for (const [k, w] of want) if (!present.has(k) && !touched(name, k)) missing.push(`${name}: ${map ? `${k} : ${w.value}` : k}`);
+    };
+    const live = scan(check);
+    for (const name of this.setNames()) if (!seen.has(name)) check(name, []);
     if (!wt.rulesAdded) {
-      for (const ch of new Set([...this.ruleCounts.keys(), ...live.rules.keys()])) {
+      for (const ch of new Set([...this.ruleCounts.keys(), ...live.keys()])) {
         const want = this.ruleCounts.get(ch);
-        const have = live.rules.get(ch);
+        const have = live.get(ch);
         if (want !== have) rules.push(`${ch}: ${have === undefined ? 'no chain' : `${have} rules`}, want ${want === undefined ? 'no chain' : want}`);
       }
     }
