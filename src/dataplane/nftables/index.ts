@@ -28,6 +28,13 @@ import { NftSession, SESSION_MAX_CHARS } from './session.js';
 
 export { renderNftablesText } from './text.js';
 
+/** MiB of the agent's memory (for the drift check's debug line: the check reads a large listing). */
+function memory(): { rss: number; heap: number; external: number } {
+  const u = process.memoryUsage();
+  const mib = (n: number): number => Math.round(n / 1048576);
+  return { rss: mib(u.rss), heap: mib(u.heapUsed), external: mib(u.external) };
+}
+
 interface Family {
   mirror: TableMirror;
   needsFull: boolean;
@@ -177,10 +184,12 @@ class NftablesBackend implements ProxyBackend {
     const wt = fam.mirror.watch();
     const t0 = Date.now();
     try {
+      const m0 = memory();
       const listing = await readListing(familyWords(f).nft);
+      const m1 = memory();
       if (fam.needsFull || wt.void) return;
       const d: Drift | null = listing !== null ? fam.mirror.drift(scanListing(listing), wt) : { missing: [], unexpected: [], rules: ['the table is gone'] };
-      this.opts.log.debug('nftables drift check', { family: f, ms: Date.now() - t0, drift: !!d });
+      this.opts.log.debug('nftables drift check', { family: f, ms: Date.now() - t0, drift: !!d, memory: { before: m0, listed: m1, compared: memory() } });
       if (!d) return;
       this.opts.metrics.nftablesDriftRepairsTotal.inc({ ip_family: f });
       this.opts.log.warn('the nftables table differs from what kproxy wrote; repairing it with a full sync', {
