@@ -48,11 +48,11 @@ export async function runNft(text: string, nft = 'nft'): Promise<void> {
 // Listing a whole table makes nft 1.0.6 fetch every element into its cache, even with -t:
 // at 10k services x 10 endpoints `nft -t list table` or even `nft list tables` takes 1.5-2.4 s
 // and 220 MB. `list sets|maps|chains FAM` with -t leaves the elements out: 10 ms, 4 MB.
-const OBJECTS = 'list sets {F}\nlist maps {F}\nlist chains {F}\n';
+const listObjectsInput = (fam: string): string => `list sets ${fam}\nlist maps ${fam}\nlist chains ${fam}\n`;
 
 /** The chains and sets (maps included) kproxy's table has now; null when there is no table. */
 export async function listObjects(fam: 'ip' | 'ip6', nft = 'nft'): Promise<{ chains: string[]; sets: string[] } | null> {
-  const r = await exec(nft, ['-t', '-f', '-'], { input: OBJECTS.replaceAll('{F}', fam), allowFail: true, timeoutMs: 60_000 });
+  const r = await exec(nft, ['-t', '-f', '-'], { input: listObjectsInput(fam), allowFail: true, timeoutMs: 60_000 });
   if (r.code !== 0) throw new Error(`nft list sets/maps/chains ${fam}: ${r.stderr.trim()}`);
   return objectsOf(r.stdout, fam);
 }

@@ -110,20 +110,21 @@ class NftablesBackend implements ProxyBackend {
         if (isFull) {
           const services = renderServices(state, ctx, fam.mirror.slotHistory());
           const existing = fam.recreate ? null : await listObjects(ctx.w.nft);
-          const { tx, commit, next } = fam.mirror.full(fixed, services, existing);
+          const full = fam.mirror.full(fixed, services, existing);
           const tRender = Date.now() - t0;
-          if (existing && !fam.needsFull && fam.mirror.sameAs(next)) {
+          if (existing && !fam.needsFull && fam.mirror.sameAs(full.next)) {
             // Nothing changed since the last write: compare the kernel with it instead of rewriting.
             void this.checkDrift(f);
             Object.assign(detail, { services: services.size, written: false, renderMs: tRender });
           } else {
+            const tx = full.tx;
             const staged = !!tx.staged && !fam.recreate;
             if (staged && tx.staged) {
               // No table yet: load it in steps, the element halves by two nft processes at once.
               await runNft(tx.staged.first);
               await Promise.all(tx.staged.parallel.map((t) => runNft(t)));
             } else await runNft(tx.text);
-            commit();
+            full.commit();
             // The next change goes through the session: have its nft running by then.
             void this.session.warm(addTable(ctx.w.nft)).catch(() => {});
             Object.assign(detail, { services: services.size, elements: tx.added, rules: tx.newRules, renderMs: tRender, nftMs: Date.now() - t0 - tRender, staged });

@@ -148,17 +148,9 @@ export class TableMirror {
    * flushed and its sets refilled rather than the table deleted, so the
    * affinity sets (filled by the data path) survive.
    */
-  full(fixed: Map<string, string[]>, services: Map<string, ServiceContribution>, existing: { chains: string[]; sets: string[] } | null): { tx: Transaction; commit: () => void; next: TableMirror } {
+  full(fixed: Map<string, string[]>, services: Map<string, ServiceContribution>, existing: { chains: string[]; sets: string[] } | null): { readonly tx: Transaction; commit: () => void; next: TableMirror } {
     const next = new TableMirror(this.w);
-    const shapeLines: string[] = [];
-    const groups = new Map<string, string[]>();
     for (const [owner, c] of services) next.own(owner, c);
-    for (const [set, m] of next.sets) {
-      const items: string[] = [];
-      const map = isMap(set, this.w);
-      for (const [k, e] of m) items.push(map ? `${k} : ${e.value}` : k);
-      groups.set(set, items);
-    }
     const shapeSets = [...next.sets.keys()].filter((s) => shapeOf(s) !== null).sort(shapeOrder);
     const rules = new Map<string, string[]>();
     for (const [ch, rs] of fixed) rules.set(ch, [...rs]);
@@ -172,6 +164,33 @@ export class TableMirror {
     }
     next.fixedText = fixedKey(fixed);
     for (const ch of [...BASE_CHAINS.map((b) => b.name), ...REGULAR_CHAINS]) next.ruleCounts.set(ch, rules.get(ch)?.length ?? 0);
+    // The transaction's text is built only when asked for: a periodic full sync whose
+    // picture equals the last one writes nothing (at 10k services, 122k element strings).
+    let built: Transaction | undefined;
+    const build = (): Transaction => (built ??= this.fullTransaction(next, fixed, rules, shapeSets, existing));
+    return {
+      get tx(): Transaction {
+        return build();
+      },
+      commit: () => this.adopt(next),
+      next,
+    };
+  }
+
+  private fullTransaction(
+    next: TableMirror,
+    fixed: Map<string, string[]>,
+    rules: Map<string, string[]>,
+    shapeSets: string[],
+    existing: { chains: string[]; sets: string[] } | null,
+  ): Transaction {
+    const groups = new Map<string, string[]>();
+    for (const [set, m] of next.sets) {
+      const items: string[] = [];
+      const map = isMap(set, this.w);
+      for (const [k, e] of m) items.push(map ? `${k} : ${e.value}` : k);
+      groups.set(set, items);
+    }
     const fam = this.w.nft;
     const lines: string[] = [];
     lines.push(addTable(fam));
@@ -226,7 +245,7 @@ export class TableMirror {
       const text = (ls: string[]): string => (ls.length ? ls.join('\n') + '\n' : '');
       tx.staged = { first: head.replace(/^delete table .*\n/m, ''), parallel: halves.map(text).filter(Boolean) };
     }
-    return { tx, commit: () => this.adopt(next), next };
+    return tx;
   }
 
   /**
