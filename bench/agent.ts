@@ -4,7 +4,10 @@
 // one EndpointSlice file renamed over at a time, timed from the rename until the
 // agent reports the changed rules programmed ("synced changed rules": its
 // restores have returned). Changes are spaced past the 1 s minimum sync
-// period, which would otherwise hold each one back. Peak RSS of the agent is read from /proc.
+// period, which would otherwise hold each one back. Then the agent's periodic full
+// sync (its --full-sync-period set to end just after the changes) and, in nftables
+// mode, the drift check it starts (the kernel's table read back): the steady state's
+// memory peak. Peak RSS of the agent is read from /proc, after the first sync and at the end.
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -45,7 +48,12 @@ async function one(services: number, changes: number, mode: string): Promise<str
     for (let i = 0; i < services; i++) writeFileSync(join(dir, 'slices', `svc-${i}.json`), JSON.stringify(sliceManifest(i, 10)));
     const ns = await topo.netns('node');
     const t0 = performance.now();
-    child = spawn('ip', ['netns', 'exec', ns.name, process.execPath, main, 'run', '--proxy-mode', mode, '--manifests', dir, '--hostname-override', 'node-0', '--node-ip', '192.168.99.1', '--cluster-cidr', '10.128.0.0/9', '--v', '1', '--healthz-bind-address', '', '--metrics-bind-address', ''], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // The periodic full sync comes due after the changes (the period counts from the start of the
+    // first sync, which takes up to ~1 s per 1k services in iptables mode); a 2 s sync period runs it soon after.
+    const fullSyncPeriodS = Math.ceil(changes * 1.2 + 5 + (services / 1000) * 1.5);
+    const argv = ['run', '--proxy-mode', mode, '--manifests', dir, '--hostname-override', 'node-0', '--node-ip', '192.168.99.1', '--cluster-cidr', '10.128.0.0/9'];
+    argv.push('--v', '4', '--healthz-bind-address', '', '--metrics-bind-address', '', '--full-sync-period', `${fullSyncPeriodS}s`, '--iptables-sync-period', '2s');
+    child = spawn('ip', ['netns', 'exec', ns.name, process.execPath, main, ...argv], { stdio: ['ignore', 'ignore', 'pipe'] });
     const waiters: { match: string; resolve: (t: number) => void }[] = [];
     /** The agent's own "ms" of each sync it reports: the backend's sync alone, without the source and tracker. */
     const syncMs: number[] = [];
@@ -68,6 +76,7 @@ async function one(services: number, changes: number, mode: string): Promise<str
         waiters.push({ match, resolve: (t) => (clearTimeout(timer), resolve(t)) });
       });
     const first = (await until('synced all rules', 120_000)) - t0;
+    const firstRss = peakRssMiB(child.pid!);
     const lat: number[] = [];
     for (let j = 0; j < changes; j++) {
       // Past --iptables-min-sync-period (1 s) since the last sync, so the change is not held back by it.
@@ -80,9 +89,22 @@ async function one(services: number, changes: number, mode: string): Promise<str
       renameSync(`${file}.tmp`, file);
       lat.push((await done) - t);
     }
-    const rss = peakRssMiB(child.pid!);
+    const changesRss = peakRssMiB(child.pid!);
     const changeSync = syncMs.slice(1);
-    return `${mode.padEnd(8)} ${String(services).padStart(6)} services x 10: first sync ${(first / 1000).toFixed(2)} s from process start; one endpoint change (rename → programmed) p50 ${pct(lat, 50).toFixed(0)} / p99 ${pct(lat, 99).toFixed(0)} / max ${Math.max(...lat).toFixed(0)} ms over ${changes} (the agent's sync alone: p50 ${pct(changeSync, 50).toFixed(0)} ms); peak RSS ${rss.toFixed(0)} MiB`;
+    const head = `${mode.padEnd(8)} ${String(services).padStart(6)} services x 10:`;
+    const lines = [
+      `${head} first sync ${(first / 1000).toFixed(2)} s from process start (peak RSS ${firstRss.toFixed(0)} MiB); one endpoint change (rename → programmed) p50 ${pct(lat, 50).toFixed(0)} / p99 ${pct(lat, 99).toFixed(0)} / max ${Math.max(...lat).toFixed(0)} ms over ${changes} (the agent's sync alone: p50 ${pct(changeSync, 50).toFixed(0)} ms); peak RSS ${changesRss.toFixed(0)} MiB`,
+    ];
+    await until('synced all rules', (fullSyncPeriodS + 60) * 1000);
+    const periodicMs = syncMs.at(-1)!;
+    let check = '';
+    if (mode === 'nftables') {
+      const t = performance.now();
+      await until('nftables drift check', 300_000);
+      check = `, then its drift check ${((performance.now() - t) / 1000).toFixed(1)} s`;
+    }
+    lines.push(`${' '.repeat(head.length)} periodic full sync ${periodicMs} ms${check}; peak RSS since start ${peakRssMiB(child.pid!).toFixed(0)} MiB`);
+    return lines.join('\n');
   } finally {
     if (child && child.exitCode === null) {
       // The namespace can only go once the agent has left it.

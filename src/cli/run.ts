@@ -16,6 +16,7 @@ import { ProxyHealthServer } from '../server/health.js';
 import { ServiceHealthServer } from '../server/service-health.js';
 import { ipFamily } from '../util/ip.js';
 import { log, setLogLevel } from '../util/log.js';
+import { AGENT_HEAP_GROWING_PERCENT, tightenHeapGrowth } from '../util/heap.js';
 
 export interface RunCliOptions extends ProxyCliOptions {
   manifests?: string;
@@ -155,6 +156,7 @@ export async function runAgent(o: RunCliOptions): Promise<void> {
   const serviceHealth = new ServiceHealthServer({ isHealthy: () => health.isHealthy(), hostname: settings.hostname });
   source.on('change', (s) => health.setNode(s.nodes.find((n) => n.meta.name === settings.hostname)));
 
+  let heapTuned = false;
   const agent = new ProxyAgent({
     source,
     backend,
@@ -167,6 +169,11 @@ export async function runAgent(o: RunCliOptions): Promise<void> {
     health,
     serviceHealth,
     log,
+    onSynced: () => {
+      if (heapTuned) return;
+      heapTuned = true;
+      if (tightenHeapGrowth()) log.debug('heap growing factor set for the steady state', { percent: AGENT_HEAP_GROWING_PERCENT });
+    },
   });
 
   let dns: { close(): Promise<void> } | undefined;

@@ -23,6 +23,11 @@ export interface ExecOptions {
   allowFail?: boolean;
   timeoutMs?: number;
   env?: NodeJS.ProcessEnv;
+  /**
+   * Hands stdout over a line at a time instead of collecting it (the result's
+   * stdout is then empty): for listings too large to hold as one string.
+   */
+  onStdoutLine?: (line: string) => void;
 }
 
 /** Inputs from this size on (nft or iptables-restore loading a large table) run their tool with bulkEnv. */
@@ -49,7 +54,23 @@ export function exec(cmd: string, args: string[], opts: ExecOptions = {}): Promi
     const err: Buffer[] = [];
     let timer: NodeJS.Timeout | undefined;
     if (opts.timeoutMs) timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs);
-    child.stdout.on('data', (b: Buffer) => out.push(b));
+    let carry = '';
+    let lineError: Error | undefined;
+    const onLine = opts.onStdoutLine;
+    if (onLine) {
+      child.stdout.setEncoding('utf8');
+      child.stdout.on('data', (chunk: string) => {
+        if (lineError) return;
+        const lines = (carry + chunk).split('\n');
+        carry = lines.pop()!;
+        try {
+          for (const l of lines) onLine(l);
+        } catch (e) {
+          lineError ??= e as Error;
+          child.kill('SIGKILL');
+        }
+      });
+    } else child.stdout.on('data', (b: Buffer) => out.push(b));
     child.stderr.on('data', (b: Buffer) => err.push(b));
     child.on('error', (e) => {
       if (timer) clearTimeout(timer);
@@ -57,6 +78,12 @@ export function exec(cmd: string, args: string[], opts: ExecOptions = {}): Promi
     });
     child.on('close', (code, signal) => {
       if (timer) clearTimeout(timer);
+      try {
+        if (onLine && carry && !lineError) onLine(carry);
+      } catch (e) {
+        lineError = e as Error;
+      }
+      if (lineError) return reject(lineError);
       const result = {
         code: code ?? (signal ? 128 : 1),
         stdout: Buffer.concat(out).toString(),

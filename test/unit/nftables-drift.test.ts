@@ -51,8 +51,12 @@ function kernelOf(text: string): LiveTable {
 
 /** The kernel's listing, one set at a time, as the agent reads it. */
 function scanOf(live: LiveTable): ListingScan {
-  return (on) => {
-    for (const [n, s] of live.sets) on(n, [...s]);
+  return (v) => {
+    for (const [n, s] of live.sets) {
+      v.openSet(n);
+      for (const e of s) v.element(e);
+      v.closeSet();
+    }
     return live.rules;
   };
 }

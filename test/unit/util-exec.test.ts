@@ -19,3 +19,27 @@ test('a tool fed a large input runs with the tunables; a small call without', as
   const small = await exec(process.execPath, ['-e', script], { input: 'x', env });
   assert.equal(small.stdout.trim(), 'unset');
 });
+
+test('onStdoutLine hands stdout over line by line across chunk boundaries, the last line without its newline too', async () => {
+  // 200k lines in many pipe chunks; a line split across two chunks must arrive whole.
+  const script = 'let s="";for(let i=0;i<200000;i++)s+="line "+i+"\\n";process.stdout.write(s+"tail")';
+  const lines: string[] = [];
+  const r = await exec(process.execPath, ['-e', script], { onStdoutLine: (l) => lines.push(l) });
+  assert.equal(r.stdout, '', 'nothing collected');
+  assert.equal(lines.length, 200001);
+  assert.equal(lines[123456], 'line 123456');
+  assert.equal(lines.at(-1), 'tail');
+});
+
+test('a throwing onStdoutLine stops the tool and rejects with its error', async () => {
+  const script = 'setInterval(()=>console.log("x"),10)';
+  await assert.rejects(
+    exec(process.execPath, ['-e', script], {
+      timeoutMs: 10_000,
+      onStdoutLine: () => {
+        throw new Error('bad line');
+      },
+    }),
+    /bad line/,
+  );
+});

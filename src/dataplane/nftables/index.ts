@@ -23,7 +23,7 @@ import { deleteTable, listObjects, NftError, nftUsable, runNft, tableExists } fr
 import { familyWords } from './layout.js';
 import { familyContext, fixedRules, renderServices, type ServiceContribution } from './render.js';
 import { addTable, fixedKey, TableMirror, type Drift } from './table.js';
-import { readListing, scanListing } from './readback.js';
+import { streamListing } from './readback.js';
 import { NftSession, SESSION_MAX_CHARS } from './session.js';
 
 export { renderNftablesText } from './text.js';
@@ -186,11 +186,11 @@ class NftablesBackend implements ProxyBackend {
     const t0 = Date.now();
     try {
       const m0 = memory();
-      const listing = await readListing(familyWords(f).nft);
-      const m1 = memory();
+      const cmp = fam.mirror.compare(wt);
+      const rules = await streamListing(familyWords(f).nft, cmp);
       if (fam.needsFull || wt.void) return;
-      const d: Drift | null = listing !== null ? fam.mirror.drift(scanListing(listing), wt) : { missing: [], unexpected: [], rules: ['the table is gone'] };
-      this.opts.log.debug('nftables drift check', { family: f, ms: Date.now() - t0, drift: !!d, memory: { before: m0, listed: m1, compared: memory() } });
+      const d: Drift | null = rules !== null ? cmp.finish(rules) : { missing: [], unexpected: [], rules: ['the table is gone'] };
+      this.opts.log.debug('nftables drift check', { family: f, ms: Date.now() - t0, drift: !!d, memory: { before: m0, after: memory() } });
       if (!d) return;
       this.opts.metrics.nftablesDriftRepairsTotal.inc({ ip_family: f });
       this.opts.log.warn('the nftables table differs from what kproxy wrote; repairing it with a full sync', {

@@ -15,8 +15,15 @@ export interface LiveTable {
   rules: Map<string, number>;
 }
 
-/** Hands each set's elements to `onSet`, one set at a time, and returns the rule count of each chain. */
-export type ListingScan = (onSet: (name: string, elements: string[]) => void) => Map<string, number>;
+/** What a walk of a listing hands over: each set or map as it opens, each of its elements, and its end. */
+export interface ListingVisitor {
+  openSet(name: string): void;
+  element(e: string): void;
+  closeSet(): void;
+}
+
+/** Walks a listing into `v` and returns the rule count of each chain. */
+export type ListingScan = (v: ListingVisitor) => Map<string, number>;
 
 /** The form two elements are compared in: the kernel prints a one-address interval without its /32 or /128. */
 export function comparable(e: string): string {
@@ -24,73 +31,95 @@ export function comparable(e: string): string {
 }
 
 /**
- * Walks `nft list table` text: a set's or map's elements are handed over
- * when its block closes, so only one set's strings are alive at a time (the
- * JSON listing, parsed whole, added ~150 MiB to the agent at 10k services).
+ * Reads `nft list table` text a line at a time, so neither the listing nor
+ * one set's elements need to be held: each element goes to the visitor as its
+ * line is read (the whole listing as a string, split and held per set, added
+ * ~170 MiB to the agent's peak at 10k services).
  */
-export function scanListing(text: string): ListingScan {
-  return (onSet) => {
-    const rules = new Map<string, number>();
-    let kind = '';
-    let name = '';
-    let count = 0;
-    let elems: string[] = [];
-    let inElems = false;
-    for (const raw of text.split('\n')) {
-      const m = /^\t(set|map|chain) (\S+) \{$/.exec(raw);
-      if (m) {
-        [kind, name, count, elems, inElems] = [m[1]!, m[2]!, 0, [], false];
-        continue;
-      }
-      if (raw === '\t}') {
-        if (kind === 'chain') rules.set(name, count);
-        else if (kind) onSet(name, elems);
-        kind = '';
-        continue;
-      }
-      if (!kind) continue;
-      let l = raw.trim();
-      if (kind === 'chain') {
-        if (l && !/^type \S+ hook /.test(l) && !l.startsWith('comment ')) count++;
-        continue;
-      }
-      if (!inElems) {
-        if (!l.startsWith('elements = { ')) continue;
-        l = l.slice('elements = { '.length);
-        inElems = true;
-      }
-      if (l.endsWith(' }')) {
-        l = l.slice(0, -2);
-        inElems = false;
-      }
-      for (const e of l.split(',')) {
-        const t = e.trim();
-        if (t) elems.push(t);
-      }
+export class ListingScanner {
+  /** Chain name → its rule count, once the listing is read. */
+  readonly rules = new Map<string, number>();
+  private kind = '';
+  private name = '';
+  private count = 0;
+  private inElems = false;
+
+  constructor(private readonly v: ListingVisitor) {}
+
+  line(raw: string): void {
+    const m = /^\t(set|map|chain) (\S+) \{$/.exec(raw);
+    if (m) {
+      [this.kind, this.name, this.count, this.inElems] = [m[1]!, m[2]!, 0, false];
+      if (this.kind !== 'chain') this.v.openSet(this.name);
+      return;
     }
-    return rules;
+    if (raw === '\t}') {
+      if (this.kind === 'chain') this.rules.set(this.name, this.count);
+      else if (this.kind) this.v.closeSet();
+      this.kind = '';
+      return;
+    }
+    if (!this.kind) return;
+    let l = raw.trim();
+    if (this.kind === 'chain') {
+      if (l && !/^type \S+ hook /.test(l) && !l.startsWith('comment ')) this.count++;
+      return;
+    }
+    if (!this.inElems) {
+      if (!l.startsWith('elements = { ')) return;
+      l = l.slice('elements = { '.length);
+      this.inElems = true;
+    }
+    if (l.endsWith(' }')) {
+      l = l.slice(0, -2);
+      this.inElems = false;
+    }
+    for (const e of l.split(',')) {
+      const t = e.trim();
+      if (t) this.v.element(t);
+    }
+  }
+}
+
+/** A listing already in memory, as a scan. */
+export function scanListing(text: string): ListingScan {
+  return (v) => {
+    const s = new ListingScanner(v);
+    for (const l of text.split('\n')) s.line(l);
+    return s.rules;
   };
 }
 
-/** A whole listing in memory (for `kproxy doctor`). */
-export function parseLiveTable(text: string): LiveTable {
-  const sets = new Map<string, Set<string>>();
-  const rules = scanListing(text)((n, e) => sets.set(n, new Set(e)));
-  return { sets, rules };
+/** A visitor that keeps every set's elements (for `kproxy doctor`, which shows them). */
+function collect(sets: Map<string, Set<string>>): ListingVisitor {
+  let cur = new Set<string>();
+  return { openSet: (n) => sets.set(n, (cur = new Set())), element: (e) => cur.add(e), closeSet: () => undefined };
 }
 
-/** `nft list table` of kproxy's table; null when the table is missing. */
-export async function readListing(fam: 'ip' | 'ip6', nft = 'nft'): Promise<string | null> {
-  const r = await exec(nft, ['list', 'table', fam, TABLE], { allowFail: true, timeoutMs: 120_000 });
+/** A whole listing in memory, parsed. */
+export function parseLiveTable(text: string): LiveTable {
+  const sets = new Map<string, Set<string>>();
+  return { sets, rules: scanListing(text)(collect(sets)) };
+}
+
+/**
+ * Streams `nft list table` of kproxy's table into `v` as nft prints it (the
+ * agent's drift check: nothing of the listing outlives its line); the rule
+ * counts per chain, or null when the table is missing.
+ */
+export async function streamListing(fam: 'ip' | 'ip6', v: ListingVisitor, nft = 'nft'): Promise<Map<string, number> | null> {
+  const scanner = new ListingScanner(v);
+  const r = await exec(nft, ['list', 'table', fam, TABLE], { allowFail: true, timeoutMs: 120_000, onStdoutLine: (l) => scanner.line(l) });
   if (r.code !== 0) {
     if (/No such file or directory/.test(r.stderr)) return null;
     throw new Error(`nft list table ${fam} ${TABLE}: ${r.stderr.trim()}`);
   }
-  return r.stdout;
+  return scanner.rules;
 }
 
 /** kproxy's table as the kernel has it; null when the table is missing. */
 export async function readLiveTable(fam: 'ip' | 'ip6', nft = 'nft'): Promise<LiveTable | null> {
-  const text = await readListing(fam, nft);
-  return text === null ? null : parseLiveTable(text);
+  const sets = new Map<string, Set<string>>();
+  const rules = await streamListing(fam, collect(sets), nft);
+  return rules === null ? null : { sets, rules };
 }

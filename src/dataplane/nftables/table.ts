@@ -21,7 +21,7 @@ import {
   type FamilyWords,
 } from './layout.js';
 import type { ServiceContribution } from './render.js';
-import { comparable, type ListingScan } from './readback.js';
+import { comparable, type ListingScan, type ListingVisitor } from './readback.js';
 
 /**
  * What a drift check compares against while the kernel is being read: the
@@ -48,6 +48,8 @@ interface Entry {
   value: string;
   /** Other owners and their values, when more than one service wants this element. */
   more?: Map<string, string>;
+  /** The last drift comparison that found this element in the kernel's listing. */
+  seen: number;
 }
 
 export interface Transaction {
@@ -122,6 +124,8 @@ export class TableMirror {
   private fixedText = '';
   /** Rules per chain as written (for the drift check). */
   private ruleCounts = new Map<string, number>();
+  /** Drift comparisons so far (each stamps the entries it finds). */
+  private comparisons = 0;
   private watches = new Set<DriftWatch>();
 
   constructor(readonly w: FamilyWords) {}
@@ -342,7 +346,7 @@ export class TableMirror {
       if (!m) this.sets.set(set, (m = new Map()));
       const e = m.get(key);
       if (!e) {
-        m.set(key, { owner, value });
+        m.set(key, { owner, value, seen: 0 });
         continue;
       }
       if (e.owner === owner) continue;
@@ -434,50 +438,76 @@ export class TableMirror {
    * check holds no second copy of the table.
    */
   drift(scan: ListingScan, wt: DriftWatch): Drift | null {
-    if (wt.void) return null;
+    const c = this.compare(wt);
+    return c.finish(scan(c));
+  }
+
+  /**
+   * The comparison as a listing visitor, for a listing streamed from nft:
+   * each element is looked up as it arrives and the mirror's entries it
+   * matches are stamped, so what was never seen is found without holding the
+   * listing. `finish` takes the chains' rule counts.
+   */
+  compare(wt: DriftWatch): ListingVisitor & { finish(rules: Map<string, number>): Drift | null } {
+    const stamp = ++this.comparisons;
     const missing: string[] = [];
     const unexpected: string[] = [];
-    const rules: string[] = [];
     const touched = (set: string, key: string): boolean => wt.touched.size > 0 && wt.touched.has(comparable(`${set}\n${key}`));
     const seen = new Set<string>();
-    const check = (name: string, elems: string[]): void => {
-      seen.add(name);
-      const def = setDef(name, this.w);
-      if (def?.dynamic) return;
-      const map = isMap(name, this.w);
-      let want: Map<string, Entry> = this.sets.get(name) ?? new Map();
-      // Interval sets print a /32 bare: index those by the printed form (they are small).
-      if (def?.flags?.includes('interval')) want = new Map([...want].map(([k, e]) => [comparable(k), e]));
-      const keyOf = (e: string): [string, string | undefined] => {
-        if (!map) return [e, undefined];
-        const i = e.indexOf(' : ');
-        return [e.slice(0, i), e.slice(i + 3)];
-      };
-      let matched = 0;
-      for (const e of elems) {
-        const [k, v] = keyOf(e);
+    let name = '';
+    let skip = false;
+    let map = false;
+    let want: Map<string, Entry> = new Map();
+    let matched = 0;
+    const visitor = {
+      openSet: (n: string): void => {
+        seen.add(n);
+        name = n;
+        const def = setDef(n, this.w);
+        skip = !!def?.dynamic;
+        map = isMap(n, this.w);
+        want = this.sets.get(n) ?? new Map();
+        // Interval sets print a /32 bare: index those by the printed form (they are small).
+        if (def?.flags?.includes('interval')) want = new Map([...want].map(([k, e]) => [comparable(k), e]));
+        matched = 0;
+      },
+      element: (e: string): void => {
+        if (skip) return;
+        let k = e;
+        let v: string | undefined;
+        if (map) {
+          const i = e.indexOf(' : ');
+          [k, v] = [e.slice(0, i), e.slice(i + 3)];
+        }
         const w = want.get(k);
-        if (w && (!map || w.value === v)) matched++;
-        else if (!touched(name, k)) unexpected.push(`${name}: ${e}`);
-      }
-      if (matched === want.size) return;
-      const present = new Set<string>();
-      for (const e of elems) {
-        const [k, v] = keyOf(e);
-        if (!map || want.get(k)?.value === v) present.add(k);
-      }
-      for (const [k, w] of want) if (!present.has(k) && !touched(name, k)) missing.push(`${name}: ${map ? `${k} : ${w.value}` : k}`);
+        if (w && (!map || w.value === v)) {
+          if (w.seen !== stamp) matched++;
+          w.seen = stamp;
+        } else if (!touched(name, k)) unexpected.push(`${name}: ${e}`);
+      },
+      closeSet: (): void => {
+        if (skip || matched === want.size) return;
+        for (const [k, w] of want) if (w.seen !== stamp && !touched(name, k)) missing.push(`${name}: ${map ? `${k} : ${w.value}` : k}`);
+      },
     };
-    const live = scan(check);
-    for (const name of this.setNames()) if (!seen.has(name)) check(name, []);
-    if (!wt.rulesAdded) {
-      for (const ch of new Set([...this.ruleCounts.keys(), ...live.keys()])) {
-        const want = this.ruleCounts.get(ch);
-        const have = live.get(ch);
-        if (want !== have) rules.push(`${ch}: ${have === undefined ? 'no chain' : `${have} rules`}, want ${want === undefined ? 'no chain' : want}`);
+    const finish = (live: Map<string, number>): Drift | null => {
+      if (wt.void) return null;
+      for (const n of this.setNames()) {
+        if (seen.has(n)) continue;
+        visitor.openSet(n);
+        visitor.closeSet();
       }
-    }
-    return missing.length || unexpected.length || rules.length ? { missing, unexpected, rules } : null;
+      const rules: string[] = [];
+      if (!wt.rulesAdded) {
+        for (const ch of new Set([...this.ruleCounts.keys(), ...live.keys()])) {
+          const want = this.ruleCounts.get(ch);
+          const have = live.get(ch);
+          if (want !== have) rules.push(`${ch}: ${have === undefined ? 'no chain' : `${have} rules`}, want ${want === undefined ? 'no chain' : want}`);
+        }
+      }
+      return missing.length || unexpected.length || rules.length ? { missing, unexpected, rules } : null;
+    };
+    return { ...visitor, finish };
   }
 
   /** The sets and maps the table has: the fixed ones (with or without elements) and the shapes in use. */
