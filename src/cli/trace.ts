@@ -75,7 +75,7 @@ export function register(program: Command): void {
   program
     .command('trace')
     .description(COMMANDS.trace.description)
-    .requiredOption('--rules <file>', 'iptables-save / ip6tables-save output, an `iptables -n -v -L` listing, or `nft list ruleset` output for nftables mode ("-" for stdin)')
+    .requiredOption('--rules <file>', 'iptables-save / ip6tables-save output, an `iptables -n -v -L` listing, or `nft list ruleset` output of kproxy or kube-proxy nftables tables ("-" for stdin)')
     .option('--dst <ip:port>', 'destination (IP:PORT, or IP for icmp)')
     .option('--packets <file>', 'many packets, one JSON object a line ({"dst":…,"src":…,"proto":…,"from":…,"reply":…}; "-" for stdin): one JSON result a line, the dump loaded once')
     .option('--src <ip[:port]>', 'source (default: 203.0.113.2 for arriving packets, the node address for local ones)')
@@ -145,7 +145,7 @@ export function register(program: Command): void {
     });
 }
 
-/** An nftables dump (`nft list ruleset`, or render's `nft -f` text): kproxy's table, traced by nft-trace. */
+/** An nftables dump (`nft list ruleset`, or an `nft -f` text): kproxy's table or kube-proxy's, traced by nft-trace. */
 function traceNftDump(text: string, o: TraceOpts): void {
   const rs = parseNft(text);
   const localIps = o.localIp.flatMap((x) => x.split(',')).map((x) => x.split('@')[0]!).filter(Boolean);
