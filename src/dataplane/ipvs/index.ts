@@ -41,8 +41,9 @@ export async function nodeAddressesExceptDummy(): Promise<string[]> {
 /** Whether the nftables mode is built into this kproxy and the kernel has nf_tables. */
 async function nftablesUsable(): Promise<boolean> {
   if (!existsSync(new URL('../nftables/index.js', import.meta.url))) return false;
-  const r = await exec('nft', ['list', 'tables'], { allowFail: true, timeoutMs: 5_000 }).catch(() => ({ code: 1 }));
-  return r.code === 0;
+  // nftables mode's own probe: it lists no elements (`nft list tables` fetches them all).
+  const { nftUsable } = await import('../nftables/apply.js');
+  return (await nftUsable()) === undefined;
 }
 
 /** The start-up refusal: what is missing, and which modes will work on this host. */
