@@ -49,14 +49,8 @@ export function nftDrift(family: IPFamily, live: Map<string, Set<string>>, want:
 /** The elements a full sync would write for `state`. */
 export function wantedElements(state: ClusterState, opts: RenderOptions, family: IPFamily): Map<string, Set<string>> {
   const ctx = familyContext(state, opts, family);
-  const { tx } = new TableMirror(familyWords(family)).full(fixedRules(ctx), renderServices(state, ctx), null);
-  const out = new Map<string, Set<string>>();
-  for (const m of tx.text.matchAll(/^add element ip6? kproxy (\S+) \{ (.*) \}$/gm)) {
-    const s = out.get(m[1]!) ?? new Set<string>();
-    for (const e of m[2]!.split(', ')) s.add(e);
-    out.set(m[1]!, s);
-  }
-  return out;
+  const { next } = new TableMirror(familyWords(family)).full(fixedRules(ctx), renderServices(state, ctx), null);
+  return new Map(Array.from(next.elementTexts(), ([set, elems]) => [set, new Set(elems)]));
 }
 
 export async function nftablesChecks(family: IPFamily, state: ClusterState | undefined, opts: RenderOptions): Promise<CheckResult[]> {

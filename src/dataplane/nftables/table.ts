@@ -188,13 +188,7 @@ export class TableMirror {
     shapeSets: string[],
     existing: { chains: string[]; sets: string[] } | null,
   ): Transaction {
-    const groups = new Map<string, string[]>();
-    for (const [set, m] of next.sets) {
-      const items: string[] = [];
-      const map = isMap(set, this.w);
-      for (const [k, e] of m) items.push(map ? `${k} : ${e.value}` : k);
-      groups.set(set, items);
-    }
+    const groups = next.elementTexts();
     const fam = this.w.nft;
     const lines: string[] = [];
     lines.push(addTable(fam));
@@ -416,6 +410,16 @@ export class TableMirror {
       for (const [k, e] of m) if (o.get(k)?.value !== e.value) return false;
     }
     return true;
+  }
+
+  /** Every set's elements in the form kproxy writes them ("key", or "key : value" in a map). */
+  elementTexts(): Map<string, string[]> {
+    const out = new Map<string, string[]>();
+    for (const [set, m] of this.sets) {
+      const map = isMap(set, this.w);
+      out.set(set, Array.from(m, ([k, e]) => (map ? `${k} : ${e.value}` : k)));
+    }
+    return out;
   }
 
   /** Starts recording what partial syncs change, for a drift check reading the kernel meanwhile. */
