@@ -437,9 +437,9 @@ export class TableMirror {
    * How the kernel's table differs from what kproxy wrote: elements missing or
    * unexpected (affinity sets, filled by the data path, and elements partial
    * syncs touched during the listing are left out), and chains whose rule
-   * count changed. Null when they agree or the check is void. The listing is
-   * taken one set at a time and checked against the mirror's own maps, so the
-   * check holds no second copy of the table.
+   * count changed. Null when they agree or the check is void. Each element
+   * of the listing is checked against the mirror's own maps as the scan hands
+   * it over (`compare`), so the check holds no second copy of the table.
    */
   drift(scan: ListingScan, wt: DriftWatch): Drift | null {
     const c = this.compare(wt);
