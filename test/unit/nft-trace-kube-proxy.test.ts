@@ -62,3 +62,14 @@ test('a rule the walker cannot read is named; a table without base chains is ref
   const noBase = forms.transaction.split('\n').filter((l) => !/hook/.test(l)).join('\n');
   assert.throws(() => traceNft(parseNft(noBase), { proto: 'tcp', src: '10.9.0.5', dst: '172.30.1.10', dport: 80, localIps: [NODE] }), /no base chains/);
 });
+
+test('the IPv6 table (transaction and listing): ip6 matches, bracketed DNAT targets', () => {
+  for (const f of ['table6.nft', 'table6.listing']) {
+    const rs = parseNft(readFileSync(new URL(f, dir), 'utf8'));
+    const t = (src: string, dst: string) =>
+      traceNft(rs, { proto: 'tcp', src, dst, dport: 80, localIps: ['fd00:1::2'] }).outcomes.map((o) => `${o.probability} ${o.verdict} ${o.destination}${o.masquerade ? ' masq' : ''}`);
+    assert.deepEqual(t('fd00:77::9', 'fd00:96::10'), ['0.5 ACCEPT [fd00:10::1]:8080 masq', '0.5 ACCEPT [fd00:10::2]:8080 masq'], f);
+    assert.deepEqual(t('fd00:10::2', 'fd00:96::10'), ['0.5 ACCEPT [fd00:10::1]:8080', '0.5 ACCEPT [fd00:10::2]:8080 masq'], `${f}: hairpin`);
+    assert.deepEqual(t('fd00:10::9', 'fd00:96::11'), ['1 DROP [fd00:96::11]:80'], `${f}: unallocated`);
+  }
+});
