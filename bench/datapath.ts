@@ -3,7 +3,8 @@
 // namespace to one pod, over and over (a new TCP connection each time, timed
 // from connect() to established), first straight to the pod IP with no rules,
 // then through the ClusterIP of the last of N services (10 endpoints each)
-// with kproxy's iptables rules and then with its nftables table, all in one
+// with kproxy's iptables rules and then with its nftables table, then through a
+// single DNAT rule (conntrack and NAT with no lookups: the floor of any DNAT proxy), all in one
 // run so the machine's noise is shared. The probed service's 10 endpoints are
 // all addresses of the one pod, so every random pick reaches it; the last
 // service is iptables' worst case (KUBE-SERVICES is a list). The iptables
@@ -116,6 +117,12 @@ export async function run(args: string[]): Promise<void> {
     await node.exec('nft', ['-f', nft], { timeoutMs: 600_000 });
     const nftLoad = Date.now() - t;
     lines.push(`nftables (kproxy's table), ${n} services: ${await measure(client, target, 80, conns)}   (loaded in ${(nftLoad / 1000).toFixed(1)} s)`);
+    await node.exec('nft', ['flush', 'ruleset']);
+    // The floor of any DNAT-based proxy: conntrack and NAT for one rule, no lookups.
+    const one = `table ip one {\n chain pre { type nat hook prerouting priority -100; policy accept; ip daddr ${target} tcp dport 80 dnat to ${POD}:8080; }\n}\n`;
+    await node.exec('nft', ['-f', '-'], { input: one });
+    lines.push(`one DNAT rule (no service table):         ${await measure(client, target, 80, conns)}`);
+    await node.exec('nft', ['flush', 'ruleset']);
     lines.push(`no rules again:                           ${await measure(client, POD, 8080, conns)}`);
     process.stdout.write(`machine: load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}; ${conns} sequential connections each, connect() to established, client namespace → node namespace → pod\n`);
     for (const l of lines) process.stdout.write(l + '\n');
