@@ -172,7 +172,8 @@ export async function runAgent(o: RunCliOptions): Promise<void> {
     onSynced: () => {
       if (heapTuned) return;
       heapTuned = true;
-      if (tightenHeapGrowth()) log.debug('heap growing factor set for the steady state', { percent: AGENT_HEAP_GROWING_PERCENT });
+      const t0 = Date.now();
+      if (tightenHeapGrowth()) log.debug('heap growing factor set for the steady state', { percent: AGENT_HEAP_GROWING_PERCENT, gcMs: Date.now() - t0 });
     },
   });
 

@@ -4,11 +4,12 @@
 // service, the drift check's listing) is garbage, so at 10k services the heap
 // climbed from ~100 MiB live to ~350 MiB, and RSS past 400 MiB, with nothing
 // of it kept. A growing factor of 1.2 keeps RSS near what is live, at the
-// price of more frequent major GCs (concurrent marking; at 10k a few ms of
-// pause each). It is set once the first sync is done, so the start-up burst
+// price of more frequent major GCs (at 10k, two per periodic full sync, each
+// pausing 4–20 ms at its end after incremental steps of up to ~17 ms; measured
+// with --trace-gc). It is set once the first sync is done, so the start-up burst
 // runs at V8's default (0.2–0.4 s faster to the first sync at 10k), followed
-// by one major GC: V8 computes the next limit at a major GC, and without one
-// the start-up limit (and its garbage) would stay.
+// by one major GC (~70 ms at 10k): V8 computes the next limit at a major GC,
+// and without one the start-up limit (and its garbage) would stay.
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
