@@ -11,7 +11,7 @@
 // choice (`numgen random mod N`) forks the walk: every outcome comes with
 // its probability. A rule the walker cannot read is an error naming it, not
 // a silent pass. Other tables are listed in the notes and not traced. Pure.
-import { cidrContains, normalizeIP } from '../util/ip.js';
+import { cidrContains, joinHostPort, normalizeIP, splitHostPort } from '../util/ip.js';
 
 /** Whose service table: kproxy's layout or upstream kube-proxy's nftables mode. */
 export type NftLayout = 'kproxy' | 'kube-proxy';
@@ -240,6 +240,7 @@ const CONCAT = new RegExp(`^(${TERM}(?: \\. ${TERM})*) (!= )?@(\\S+)(?: |$)`);
 const VMAP = new RegExp(`^(${TERM}(?: \\. ${TERM})*) vmap (?:@(\\S+)|\\{ ([^}]*) \\})(?: |$)`);
 /** An address, a CIDR, or an anonymous set of them (`{ 10.0.0.0/8, 10.1.2.3 }`). */
 const ADDRS = '(?:\\{ [^}]* \\}|[0-9a-fA-F.:]+(?:\\/\\d+)?)';
+const ADDR_MATCH = new RegExp(`^ip6? ([sd]addr) (!= )?(${ADDRS})(?: |$)`);
 
 function term(t: string, c: Ctx): string {
   if (/saddr$/.test(t)) return c.p.src;
@@ -301,18 +302,16 @@ function anonMap(body: string): Map<string, string> {
 /** "10.1.0.5 . 8080" (a map's value) or "10.1.0.5:8080" (a dnat target) → "ip:port". */
 function endpoint(v: string): string {
   const cat = /^(\S+) \. (\d+)$/.exec(v.trim());
-  const [ip, port] = cat ? [cat[1]!, cat[2]!] : [v.replace(/^\[?([^\]]+?)\]?:\d+$/, '$1'), /:(\d+)$/.exec(v)?.[1] ?? ''];
-  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
-}
-
-function hostOf(e: string): string {
-  return e.replace(/^\[?([^\]]+?)\]?:\d+$/, '$1');
+  if (cat) return joinHostPort(cat[1]!, cat[2]!);
+  const { host, port } = splitHostPort(v.trim());
+  return joinHostPort(host, port ?? '');
 }
 
 function dnatTo(c: Ctx, ep: string): void {
+  const { host, port } = splitHostPort(ep);
   c.dnat = ep;
-  c.dst = hostOf(ep);
-  c.dport = Number(/:(\d+)$/.exec(ep)?.[1] ?? c.dport);
+  c.dst = host;
+  c.dport = port ?? c.dport;
 }
 
 function slotValue(t: NftTable, map: string, key: string): string {
@@ -387,7 +386,7 @@ function rule(chain: string, text: string, c: Ctx, depth: number): Leaf[] | null
       eat();
       continue;
     }
-    if ((m = new RegExp(`^ip6? ([sd]addr) (!= )?(${ADDRS})(?: |$)`).exec(r))) {
+    if ((m = ADDR_MATCH.exec(r))) {
       const hit = addrIn(m[3]!, m[1] === 'saddr' ? c.p.src : c.dst);
       if (m[2] ? hit : !hit) return null;
       eat();
@@ -506,6 +505,7 @@ function run(chain: string, c: Ctx, depth = 0): Leaf[] {
     for (; i < (rules?.length ?? 0); i++) {
       const out = rule(chain, rules![i]!, b, depth);
       if (out === null) continue;
+      // The common case, a rule that matched and went on with the same branch: loop, do not recurse.
       if (out.length === 1 && out[0]!.flow === 'next' && out[0]!.c === b) continue;
       return out.flatMap((l) => (l.flow === 'next' ? from(i + 1, l.c) : [l]));
     }
@@ -574,7 +574,7 @@ export function traceNft(rs: NftRuleset, p: NftPacket): NftTraceResult {
   const outcomes: NftOutcome[] = leaves.map((b) => ({
     probability: b.probability,
     verdict: b.verdict ?? 'ACCEPT',
-    destination: b.dnat ?? (p.dst.includes(':') ? `[${p.dst}]:${p.dport}` : `${p.dst}:${p.dport}`),
+    destination: b.dnat ?? joinHostPort(p.dst, p.dport),
     dnat: b.dnat !== null,
     masquerade: b.masquerade,
     path: b.path,

@@ -28,7 +28,7 @@ import { NftSession, SESSION_MAX_CHARS } from './session.js';
 
 export { renderNftablesText } from './text.js';
 
-/** MiB of the agent's memory (for the drift check's debug line: the check reads a large listing). */
+/** MiB of the agent's memory, before and after the drift check (its debug line). */
 function memory(): { rss: number; heap: number; external: number } {
   const u = process.memoryUsage();
   const mib = (n: number): number => Math.round(n / 1048576);
