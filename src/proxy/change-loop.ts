@@ -29,8 +29,8 @@ export interface AgentOptions {
   serviceHealth?: ServiceHealthServer;
   log: Logger;
   clock?: Clock;
-  /** Called after each successful sync (run.ts tunes the process once the first is done). */
-  onSynced?: (full: boolean) => void;
+  /** Called after each successful sync, once it is logged (run.ts tunes the process after the first). */
+  onSynced?: () => void;
 }
 
 export class ProxyAgent {
@@ -129,13 +129,13 @@ export class ProxyAgent {
     }
     this.needFull = false;
     if (full) this.lastFull = now;
-    this.o.onSynced?.(full);
     const idle = !full && changes.changed.size === 0;
     (idle ? this.o.log.debug : this.o.log.info)(full ? 'synced all rules' : idle ? 'nothing to sync' : 'synced changed rules', {
       ms: Math.round(done - t0),
       changedServicePorts: changes.changed.size,
       families: Object.fromEntries(reports.map((r) => [r.family, r.detail])),
     });
+    this.o.onSynced?.();
   }
 
   /**
