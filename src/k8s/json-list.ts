@@ -16,14 +16,20 @@ function skipWs(text: string, i: number): number {
   return i;
 }
 
-/** The end (exclusive) of the string starting at text[i] === '"', or -1. */
+/**
+ * The end (exclusive) of the string starting at text[i] === '"', or -1. Most of a
+ * manifest's characters are inside strings: indexOf jumps to the next quote natively,
+ * and the quote ends the string unless an odd number of backslashes precedes it.
+ */
 function stringEnd(text: string, i: number): number {
-  for (i++; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 0x22) return i + 1;
-    if (c === 0x5c) i++; // an escape: skip the escaped character
+  for (;;) {
+    const q = text.indexOf('"', i + 1);
+    if (q < 0) return -1;
+    let b = q - 1;
+    while (text.charCodeAt(b) === 0x5c) b--;
+    if ((q - 1 - b) % 2 === 0) return q + 1;
+    i = q;
   }
-  return -1;
 }
 
 /** The end (exclusive) of the value starting at text[i], or -1; scalars end at the next delimiter. */

@@ -17,6 +17,8 @@ test('items as JSON.parse reads them: escapes, brackets in strings, numbers, nes
     '{"items":[1],"kind":"List","items":[{"b":{"c":["]"]}}]}',
     '{"kind":"Pod","kind":"List","metadata":{"resourceVersion":"1"},"items":[{"\\u006bind":"Service"}]}',
     '{"__proto__":{"x":1},"kind":"List","items":[{"__proto__":2}]}',
+    // Runs of backslashes before a quote: odd escapes it, even ends the string.
+    '{"kind":"List","items":[{"k":"a\\\\\\"]\\\\"},"\\\\\\\\",""]}',
   ];
   for (const text of lists) {
     const items = jsonListItems(text);

@@ -102,3 +102,90 @@ export function isServiceChainName(chain: string): boolean {
     chain.startsWith('KUBE-EXT-')
   );
 }
+
+/** A base32 digit's rank in string order ('2'..'7' sort before 'A'..'Z'); 255 for any other character. */
+const B32_RANK = new Uint8Array(65536).fill(255);
+[...B32].sort().forEach((c, i) => (B32_RANK[c.charCodeAt(0)] = i));
+
+const KEY_DIGITS = 6;
+const INDEX_SPAN = 2 ** 22;
+
+function plainOrder(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * The items in plain string order of their names (stable for equal names). The
+ * canonical ruleset sorts 150k chain names at 10k services, and a comparator sort of
+ * that many takes ~100 ms. Per-service chains end in "-" and 16 base32 digits of a hash, so
+ * within one prefix their first six digits (30 uniform bits) are a numeric key that a
+ * Float64Array sorts natively, the item's index in the low bits; equal keys are settled
+ * by the whole name. Names of any other shape are sorted as usual and merged in.
+ */
+export function sortByName<T extends { name: string }>(items: T[]): T[] {
+  if (items.length >= INDEX_SPAN) return items.slice().sort((a, b) => plainOrder(a.name, b.name));
+  const groups = new Map<string, number[]>();
+  const rest: number[] = [];
+  for (let i = 0; i < items.length; i++) {
+    const name = items[i]!.name;
+    const p = name.length - 16;
+    let ok = p > 0 && name.charCodeAt(p - 1) === 0x2d; // "KUBE-SEP-" + digits
+    for (let d = 0; ok && d < KEY_DIGITS; d++) ok = B32_RANK[name.charCodeAt(p + d)] !== 255;
+    if (!ok) {
+      rest.push(i);
+      continue;
+    }
+    const prefix = name.slice(0, p);
+    const g = groups.get(prefix);
+    if (g) g.push(i);
+    else groups.set(prefix, [i]);
+  }
+  const prefixes = [...groups.keys()].sort(plainOrder);
+  // Groups follow one another in prefix order unless one prefix starts another ("KUBE-FW-", "KUBE-FW-A").
+  for (let k = 1; k < prefixes.length; k++) {
+    if (prefixes[k]!.startsWith(prefixes[k - 1]!)) return items.slice().sort((a, b) => plainOrder(a.name, b.name));
+  }
+  const sorted: T[] = [];
+  for (const prefix of prefixes) {
+    const g = groups.get(prefix)!;
+    const p = prefix.length;
+    const keys = new Float64Array(g.length);
+    for (let j = 0; j < g.length; j++) {
+      const name = items[g[j]!]!.name;
+      let key = 0;
+      for (let d = 0; d < KEY_DIGITS; d++) key = key * 32 + B32_RANK[name.charCodeAt(p + d)]!;
+      keys[j] = key * INDEX_SPAN + g[j]!;
+    }
+    keys.sort();
+    const start = sorted.length;
+    for (let j = 0; j < keys.length; j++) sorted.push(items[keys[j]! % INDEX_SPAN]!);
+    // Runs of equal keys (a few per 100k) in index order: order them by the whole name.
+    for (let j = 1, runStart = 0; j <= keys.length; j++) {
+      if (j < keys.length && Math.floor(keys[j]! / INDEX_SPAN) === Math.floor(keys[runStart]! / INDEX_SPAN)) continue;
+      if (j - runStart > 1) {
+        const run = sorted.slice(start + runStart, start + j).sort((a, b) => plainOrder(a.name, b.name));
+        for (let r = 0; r < run.length; r++) sorted[start + runStart + r] = run[r]!;
+      }
+      runStart = j;
+    }
+  }
+  if (rest.length === 0) return sorted;
+  // Merge in the others (a few: KUBE-MARK-MASQ, KUBE-POSTROUTING, …); a name is never both kinds.
+  const others = rest.map((i) => items[i]!).sort((a, b) => plainOrder(a.name, b.name));
+  const out: T[] = [];
+  let from = 0;
+  for (const o of others) {
+    let lo = from;
+    let hi = sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (sorted[mid]!.name <= o.name) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let j = from; j < lo; j++) out.push(sorted[j]!);
+    out.push(o);
+    from = lo;
+  }
+  for (let j = from; j < sorted.length; j++) out.push(sorted[j]!);
+  return out;
+}

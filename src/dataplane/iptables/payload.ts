@@ -1,6 +1,7 @@
 // Turning an IptablesRuleset into iptables-restore text: the raw order upstream
 // writes (restorePayload), and the canonical order upstream's tests compare
 // (canonicalPayload: sortIPTablesRules + ParseIPTablesDump(...).String()).
+import { sortByName } from './chain-names.js';
 import type { ChainMap, IptablesRuleset } from './model.js';
 
 export interface PayloadOptions {
@@ -292,9 +293,7 @@ export function* canonicalChunks(rs: IptablesRuleset, opts: PayloadOptions = {})
       }
     }
     first.sort(byName); // KUBE-NODEPORTS, then KUBE-SERVICES
-    kube.sort(byName);
-    other.sort(byName);
-    const entries = first.concat(kube, other);
+    const entries = first.concat(sortByName(kube), sortByName(other));
     for (const e of entries) if (out.add(chainLine(e.name))) yield out.take();
     for (const e of entries) {
       if (e.rules) {
