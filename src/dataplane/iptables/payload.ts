@@ -191,6 +191,8 @@ function serviceNameOfKey(key: string): string {
  * large-object size, so they are made in (and die in) the young generation.
  */
 const CHUNK_CHARS = 48 * 1024;
+/** Chain declarations per piece: ":KUBE-SEP-… - [0:0]" is 32 characters. */
+const DECLARATIONS_PER_PIECE = 1024;
 
 class Chunker {
   private readonly lines: string[] = [];
@@ -201,6 +203,15 @@ class Chunker {
     this.lines.push(line);
     this.size += line.length + 1;
     return this.size >= CHUNK_CHARS;
+  }
+
+  /**
+   * Adds a chain's rules; true when a piece is full. Joined first (natively): a push per
+   * rule is most of the cost of printing 400k rules.
+   */
+  addAll(lines: string[]): boolean {
+    if (lines.length === 0) return false;
+    return this.add(lines.length === 1 ? lines[0]! : lines.join('\n'));
   }
 
   take(): string {
@@ -294,18 +305,25 @@ export function* canonicalChunks(rs: IptablesRuleset, opts: PayloadOptions = {})
     }
     first.sort(byName); // KUBE-NODEPORTS, then KUBE-SERVICES
     const entries = first.concat(sortByName(kube), sortByName(other));
-    for (const e of entries) if (out.add(chainLine(e.name))) yield out.take();
+    // The declarations, ":NAME - [0:0]", a block of names per join.
+    for (let i = 0; i < entries.length; i += DECLARATIONS_PER_PIECE) {
+      const block = entries.slice(i, i + DECLARATIONS_PER_PIECE).map((e) => e.name);
+      if (out.add(`:${block.join(' - [0:0]\n:')} - [0:0]`)) yield out.take();
+    }
     for (const e of entries) {
       if (e.rules) {
-        for (const r of e.rules) if (out.add(r)) yield out.take();
+        if (out.addAll(e.rules)) yield out.take();
       } else if (e.name === 'KUBE-NODEPORTS' || e.name === 'KUBE-SERVICES') {
-        for (const s of sortedServices) for (const r of s.shared[table].get(e.name) ?? []) if (out.add(r)) yield out.take();
+        for (const s of sortedServices) {
+          const rules = s.shared[table].get(e.name);
+          if (rules && out.addAll(rules)) yield out.take();
+        }
       } else {
-        for (const rules of common.get(e.name)!) for (const r of rules) if (out.add(r)) yield out.take();
+        for (const rules of common.get(e.name)!) if (out.addAll(rules)) yield out.take();
       }
       // Trailing rules go to chains in `common` only (addCommon above), never to a service's own.
       const trailing = e.rules ? undefined : rs.trailing[table].get(e.name);
-      if (trailing) for (const r of trailing) if (out.add(r)) yield out.take();
+      if (trailing && out.addAll(trailing)) yield out.take();
     }
     if (table === 'nat') {
       const del = [...new Set(deletes)].sort(compareChains);
