@@ -117,7 +117,7 @@ function plainOrder(a: string, b: string): number {
 /**
  * The items in plain string order of their names (stable for equal names). The
  * canonical ruleset sorts 150k chain names at 10k services, and a comparator sort of
- * that many takes ~100 ms. Per-service chains end in "-" and 16 base32 digits of a hash, so
+ * that many takes 100-250 ms (cold). Per-service chains end in "-" and 16 base32 digits of a hash, so
  * within one prefix their first six digits (30 uniform bits) are a numeric key that a
  * Float64Array sorts natively, the item's index in the low bits; equal keys are settled
  * by the whole name. Names of any other shape are sorted as usual and merged in.
@@ -125,6 +125,8 @@ function plainOrder(a: string, b: string): number {
 export function sortByName<T extends { name: string }>(items: T[]): T[] {
   if (items.length >= INDEX_SPAN) return items.slice().sort((a, b) => plainOrder(a.name, b.name));
   const groups = new Map<string, number[]>();
+  // The few prefixes seen so far, looked up without slicing a string per name.
+  const seen: { prefix: string; members: number[] }[] = [];
   const rest: number[] = [];
   for (let i = 0; i < items.length; i++) {
     const name = items[i]!.name;
@@ -135,10 +137,19 @@ export function sortByName<T extends { name: string }>(items: T[]): T[] {
       rest.push(i);
       continue;
     }
-    const prefix = name.slice(0, p);
-    const g = groups.get(prefix);
-    if (g) g.push(i);
-    else groups.set(prefix, [i]);
+    let g: number[] | undefined;
+    for (const s of seen) {
+      if (s.prefix.length === p && name.startsWith(s.prefix)) {
+        g = s.members;
+        break;
+      }
+    }
+    if (!g) {
+      const prefix = name.slice(0, p);
+      groups.set(prefix, (g = []));
+      seen.push({ prefix, members: g });
+    }
+    g.push(i);
   }
   const prefixes = [...groups.keys()].sort(plainOrder);
   // Groups follow one another in prefix order unless one prefix starts another ("KUBE-FW-", "KUBE-FW-A").
@@ -159,14 +170,18 @@ export function sortByName<T extends { name: string }>(items: T[]): T[] {
     keys.sort();
     const start = sorted.length;
     for (let j = 0; j < keys.length; j++) sorted.push(items[keys[j]! % INDEX_SPAN]!);
-    // Runs of equal keys (a few per 100k) in index order: order them by the whole name.
-    for (let j = 1, runStart = 0; j <= keys.length; j++) {
-      if (j < keys.length && Math.floor(keys[j]! / INDEX_SPAN) === Math.floor(keys[runStart]! / INDEX_SPAN)) continue;
+    // Runs of equal keys (a few per 100k), in index order: order them by the whole name.
+    let runStart = 0;
+    let runKey = keys.length > 0 ? Math.floor(keys[0]! / INDEX_SPAN) : 0;
+    for (let j = 1; j <= keys.length; j++) {
+      const key = j < keys.length ? Math.floor(keys[j]! / INDEX_SPAN) : -1;
+      if (key === runKey) continue;
       if (j - runStart > 1) {
         const run = sorted.slice(start + runStart, start + j).sort((a, b) => plainOrder(a.name, b.name));
         for (let r = 0; r < run.length; r++) sorted[start + runStart + r] = run[r]!;
       }
       runStart = j;
+      runKey = key;
     }
   }
   if (rest.length === 0) return sorted;
