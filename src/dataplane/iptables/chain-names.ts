@@ -82,14 +82,22 @@ export function firewallChainName(servicePortName: string, protocol: string): st
 
 /** KUBE-SEP-…: endpoint is BaseEndpointInfo.String(), i.e. JoinHostPort(ip, port). */
 export function endpointChainName(servicePortName: string, protocol: string, endpoint: string): string {
+  return endpointChainNamer(servicePortName, protocol)(endpoint);
+}
+
+/** endpointChainName for one service port's endpoints (the memo is looked up once, not per endpoint). */
+export function endpointChainNamer(servicePortName: string, protocol: string): (endpoint: string) => string {
   const e = portEntry(servicePortName, protocol);
-  let h = e.eps.get(endpoint);
-  if (h === undefined) {
-    h = hash16(servicePortName + protocol.toLowerCase() + endpoint, 'KUBE-SEP-');
-    e.eps.set(endpoint, h);
-    cached++;
-  }
-  return h;
+  const hashed = servicePortName + protocol.toLowerCase();
+  return (endpoint) => {
+    let h = e.eps.get(endpoint);
+    if (h === undefined) {
+      h = hash16(hashed + endpoint, 'KUBE-SEP-');
+      e.eps.set(endpoint, h);
+      cached++;
+    }
+    return h;
+  };
 }
 
 /** isServiceChainName: the per-service chains kube-proxy owns and may delete when stale. */

@@ -9,7 +9,7 @@ import { buildServicePortMap, type ServicePortInfo } from '../../proxy/service-p
 import { categorizeEndpoints } from '../../proxy/topology.js';
 import { cidrContains, ipFamily, normalizeCIDR, normalizeIP, parseCIDR, parseIP } from '../../util/ip.js';
 import { flat } from '../../util/text.js';
-import { endpointChainName, servicePortHash } from './chain-names.js';
+import { endpointChainNamer, servicePortHash } from './chain-names.js';
 import type { ChainMap, IptablesRuleset, JumpRule, ServicePortRules, TableName } from './model.js';
 
 export type DetectLocalMode = 'ClusterCIDR' | 'NodeCIDR' | 'BridgeInterface' | 'InterfaceNamePrefix';
@@ -560,7 +560,8 @@ export function renderServicePort(svc: ServicePortInfo, eps: EndpointInfo[], ctx
     chains.set(fwChain, fw.map(flat));
   }
   const proto_ = proto;
-  const sepName = (ep: EndpointInfo): string => endpointChainName(name, proto_, ep.endpoint);
+  const namer = endpointChainNamer(name, proto_);
+  const sepName = (ep: EndpointInfo): string => namer(ep.endpoint);
   if (usesClusterPolicyChain) writeServiceToEndpointRules(chains, svcChain, svc, name, cat.clusterEndpoints, sepName, ctx.largeClusterMode);
   if (usesLocalPolicyChain) writeServiceToEndpointRules(chains, svlChain, svc, name, cat.localEndpoints, sepName, ctx.largeClusterMode);
   // Endpoint chains.
