@@ -10,11 +10,12 @@
 // memory peak. Peak RSS of the agent is read from /proc, after the first sync and at the end.
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Topology, isRoot, runPrefix } from '../src/lab/netns.js';
 import { serviceManifest, sliceManifest } from './cli.js';
+import { machineLine } from './machine.js';
 
 const root = new URL('../../', import.meta.url).pathname;
 const main = join(root, 'dist/src/cli/main.js');
@@ -126,6 +127,6 @@ export async function run(args: string[]): Promise<void> {
   const sizes = arg(args, 'services', '1000,10000').split(',').map(Number);
   const changes = Number(arg(args, 'changes', '20'));
   const modes = arg(args, 'mode', 'iptables,nftables').split(',');
-  process.stdout.write(`machine: load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}; iptables mode on the nft backend\n`);
+  process.stdout.write(machineLine('iptables mode on the nft backend'));
   for (const n of sizes) for (const m of modes) process.stdout.write((await one(n, changes, m)) + '\n');
 }

@@ -4,9 +4,10 @@
 // (wall and peak RSS), and trace loading a 500,000-line dump.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir, loadavg } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { syntheticDump } from './trace.js';
+import { machineLine } from './machine.js';
 
 const root = new URL('../../', import.meta.url).pathname;
 const main = join(root, 'dist/src/cli/main.js');
@@ -84,7 +85,7 @@ export function manifestList(n: number, eps: number): string {
 export async function run(_args: string[]): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'kproxy-bench-cli-'));
   try {
-    process.stdout.write(`machine: load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}\n`);
+    process.stdout.write(machineLine());
     const small = join(root, 'examples/hello-world');
     const smallDump = join(root, 'test/fixtures/seeds/004-pod-check.save');
     if (process.env.NODE_EXTRA_CA_CERTS) measure('node -e 0 with NODE_EXTRA_CA_CERTS set', ['-e', '0'], 11, process.env);

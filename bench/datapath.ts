@@ -11,7 +11,7 @@
 // rules are loaded with iptables-legacy-restore, which takes 430k lines in
 // one go (the matching is the same linear walk on the nft backend).
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Topology, isRoot, runPrefix, type Netns } from '../src/lab/netns.js';
 import type { ClusterState } from '../src/k8s/types.js';
@@ -19,6 +19,7 @@ import { renderIptables } from '../src/dataplane/iptables/render.js';
 import { restorePayload } from '../src/dataplane/iptables/payload.js';
 import { renderNftablesText } from '../src/dataplane/nftables/text.js';
 import { loadManifestText } from '../src/k8s/load.js';
+import { machineLine } from './machine.js';
 
 function arg(args: string[], name: string, def: string): string {
   const a = args.find((x) => x.startsWith(`--${name}=`));
@@ -124,7 +125,7 @@ export async function run(args: string[]): Promise<void> {
     lines.push(`one DNAT rule (no service table):         ${await measure(client, target, 80, conns)}`);
     await node.exec('nft', ['flush', 'ruleset']);
     lines.push(`no rules again:                           ${await measure(client, POD, 8080, conns)}`);
-    process.stdout.write(`machine: load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}; ${conns} sequential connections each, connect() to established, client namespace → node namespace → pod\n`);
+    process.stdout.write(machineLine(`${conns} sequential connections each, connect() to established, client namespace → node namespace → pod`));
     for (const l of lines) process.stdout.write(l + '\n');
   } finally {
     await topo.destroy();

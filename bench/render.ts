@@ -3,12 +3,13 @@
 // reports wall time and peak RSS. Each size runs in its own child process so
 // its peak RSS is its own (process.resourceUsage().maxRSS).
 import { spawnSync } from 'node:child_process';
-import { cpus, loadavg } from 'node:os';
+import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { ClusterState, EndpointSlice, Service } from '../src/k8s/types.js';
 import { renderIptables } from '../src/dataplane/iptables/render.js';
 import { canonicalRuleset, restorePayload } from '../src/dataplane/iptables/payload.js';
 import type { IptablesRuleset } from '../src/dataplane/iptables/model.js';
+import { machineLine } from './machine.js';
 
 const ENDPOINTS_PER_SERVICE = 10;
 const NODES = 100;
@@ -124,7 +125,7 @@ export async function run(args: string[]): Promise<void> {
   const self = fileURLToPath(import.meta.url);
   // --nice: run the children at nice -19 (root only), to measure kproxy rather than a shared, oversubscribed machine.
   const nice = args.includes('--nice') && process.getuid?.() === 0;
-  process.stdout.write(`load average ${loadavg().map((x) => x.toFixed(1)).join(' ')} on ${cpus().length} CPUs${nice ? ', children at nice -19' : ''}\n`);
+  process.stdout.write(machineLine(`${cpus().length} CPUs${nice ? ', children at nice -19' : ''}`));
   process.stdout.write('services  endpoints  rules     canonical  render    +payload  =total     (cpu)     canonical  warm render  peak RSS (render+payload / all)\n');
   for (const n of sizes) {
     const cmd = nice ? 'nice' : process.execPath;

@@ -7,8 +7,9 @@ import { ruleCount } from '../src/netfilter/ruleset.js';
 import { renderIptables } from '../src/dataplane/iptables/render.js';
 import { restorePayload } from '../src/dataplane/iptables/payload.js';
 import type { ClusterState, EndpointSlice, Service } from '../src/k8s/types.js';
-import { cpus as cpus_, loadavg } from 'node:os';
+import { cpus as cpus_ } from 'node:os';
 import { makeService, objectMeta } from '../src/k8s/build.js';
+import { machineLine } from './machine.js';
 
 function hash(i: number, salt: string): string {
   // 16 base32-looking characters, deterministic.
@@ -114,7 +115,7 @@ export async function run(_args: string[]): Promise<void> {
   const loads: number[] = [];
   const cpus: number[] = [];
   let rules = 0;
-  process.stdout.write(`machine load average: ${loadavg().map((x) => x.toFixed(1)).join(' ')} on ${cpus_().length} cores (wall times are inflated when it exceeds the cores; CPU time less so)\n`);
+  process.stdout.write(machineLine(`${cpus_().length} cores (wall times are inflated when the load exceeds the cores; CPU time less so)`));
   for (let i = 0; i < 3; i++) {
     const c0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
