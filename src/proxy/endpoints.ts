@@ -5,6 +5,7 @@
 // is sorted by the "ip:port" string.
 import type { Endpoint, EndpointSlice, IPFamily } from '../k8s/types.js';
 import { joinHostPort } from '../util/ip.js';
+import { flat } from '../util/text.js';
 import { canonicalIP, HEADLESS_LABEL, SERVICE_PROXY_NAME_LABEL, servicePortNameString, type ServicePortInfo } from './service-port.js';
 
 export interface EndpointInfo {
@@ -85,7 +86,7 @@ export function buildEndpointsMap(
     const slash = nn.indexOf('/');
     const ns = nn.slice(0, slash);
     const name = nn.slice(slash + 1);
-    const sets = new Map<string, Map<string, EndpointInfo>>();
+    const found = new Map<string, EndpointInfo[]>();
     for (const slice of group) {
       for (const port of slice.ports) {
         if (port.port === null || port.port === 0) continue;
@@ -93,25 +94,42 @@ export function buildEndpointsMap(
         const sp = svcPorts.get(key);
         // The cache keys by (name, protocol); a slice port whose protocol differs from the service port's matches nothing.
         if (!sp || sp.protocol !== port.protocol) continue;
-        let set = sets.get(key);
-        if (!set) sets.set(key, (set = new Map()));
+        let list = found.get(key);
+        if (!list) found.set(key, (list = []));
         for (const ep of slice.endpoints) {
           if (ep.addresses.length === 0) continue;
           const ip = canonicalIP(ep.addresses[0]!);
           // A slice's address type decides its family; an address of the other family is dropped.
           if (ip === null || ip.includes(':') !== (family === 'IPv6')) continue;
           const isLocal = ep.nodeName !== undefined && ep.nodeName !== '' && ep.nodeName === nodeName;
-          const endpoint = joinHostPort(ip, port.port);
-          if (set.has(endpoint) && !isLocal) continue;
-          const info = endpointInfo(ip, port.port, endpoint, ep, isLocal);
-          set.set(endpoint, info);
+          list.push(endpointInfo(ip, port.port, flat(joinHostPort(ip, port.port)), ep, isLocal));
         }
       }
     }
-    for (const [key, set] of sets) {
-      if (set.size === 0) continue;
-      out.set(key, [...set.values()].sort(compareEndpoint));
+    for (const [key, list] of found) {
+      if (list.length === 0) continue;
+      out.set(key, withoutDuplicates(list.sort(compareEndpoint)));
     }
+  }
+  return out;
+}
+
+/**
+ * One endpoint per "ip:port", from a list sorted by it (stably, so copies are in slice
+ * order): the last local copy if there is one, else the first, as the cache's merge
+ * keeps them. A sort and a scan rather than a Map per service port: copies are rare.
+ */
+function withoutDuplicates(sorted: EndpointInfo[]): EndpointInfo[] {
+  let i = 1;
+  while (i < sorted.length && sorted[i]!.endpoint !== sorted[i - 1]!.endpoint) i++;
+  if (i >= sorted.length) return sorted;
+  const out: EndpointInfo[] = [];
+  for (let start = 0; start < sorted.length; ) {
+    let pick = sorted[start]!;
+    let end = start + 1;
+    for (; end < sorted.length && sorted[end]!.endpoint === pick.endpoint; end++) if (sorted[end]!.isLocal) pick = sorted[end]!;
+    out.push(pick);
+    start = end;
   }
   return out;
 }

@@ -114,6 +114,14 @@ test('endpoints map: merge slices, match name+protocol, dedupe preferring local,
   assert.deepEqual(eps.map((e) => e.endpoint), ['10.1.1.11:8080', '10.1.1.1:8080', '10.1.1.2:8080']);
   assert.equal(eps.find((e) => e.ip === '10.1.1.1')!.isLocal, true, 'a local duplicate wins');
   assert.equal(localReadyEndpointCount(eps), 1);
+  // Copies within and across slices: the last local copy wins, else the first copy.
+  const copies = [
+    makeSlice('ns', 'svc', 1, [ep('10.2.0.1', { nodeName: 'a' }), ep('10.2.0.2', { nodeName: 'me', zone: 'z1' }), ep('10.2.0.1', { nodeName: 'b' })], [{ name: 'http', port: 8080 }]),
+    makeSlice('ns', 'svc', 2, [ep('10.2.0.2', { nodeName: 'x' }), ep('10.2.0.1', { nodeName: 'me' }), ep('10.2.0.2', { nodeName: 'me', zone: 'z2' })], [{ name: 'http', port: 8080 }]),
+    makeSlice('ns', 'svc', 3, [ep('10.2.0.3', { nodeName: 'c' }), ep('10.2.0.3', { nodeName: 'd' })], [{ name: 'http', port: 8080 }]),
+  ];
+  const merged = buildEndpointsMap(copies, svcs(), 'IPv4', 'me').get('ns/svc:http')!;
+  assert.deepEqual(merged.map((e) => `${e.endpoint} ${e.nodeName} ${e.zone ?? ''}`), ['10.2.0.1:8080 me ', '10.2.0.2:8080 me z2', '10.2.0.3:8080 c ']);
   const m6 = buildEndpointsMap(slices, buildServicePortMap([makeService('ns', 'svc', (s) => { s.clusterIPs = ['fd00::a']; s.ports = [tcpPort('http', 80)]; })], 'IPv6'), 'IPv6', 'me');
   assert.deepEqual(m6.get('ns/svc:http')!.map((e) => e.endpoint), ['[fd00::1]:8080']);
 });
