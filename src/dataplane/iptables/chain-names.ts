@@ -122,6 +122,10 @@ function plainOrder(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+function plainSort<T extends { name: string }>(items: T[]): T[] {
+  return items.slice().sort((a, b) => plainOrder(a.name, b.name));
+}
+
 /**
  * The items in plain string order of their names (stable for equal names). The
  * canonical ruleset sorts 150k chain names at 10k services, and a comparator sort of
@@ -131,10 +135,9 @@ function plainOrder(a: string, b: string): number {
  * by the whole name. Names of any other shape are sorted as usual and merged in.
  */
 export function sortByName<T extends { name: string }>(items: T[]): T[] {
-  if (items.length >= INDEX_SPAN) return items.slice().sort((a, b) => plainOrder(a.name, b.name));
-  const groups = new Map<string, number[]>();
-  // The few prefixes seen so far, looked up without slicing a string per name.
-  const seen: { prefix: string; members: number[] }[] = [];
+  if (items.length >= INDEX_SPAN) return plainSort(items);
+  // The few prefixes ("KUBE-SEP-", …), looked up without slicing a string per name.
+  const groups: { prefix: string; members: number[] }[] = [];
   const rest: number[] = [];
   for (let i = 0; i < items.length; i++) {
     const name = items[i]!.name;
@@ -145,28 +148,15 @@ export function sortByName<T extends { name: string }>(items: T[]): T[] {
       rest.push(i);
       continue;
     }
-    let g: number[] | undefined;
-    for (const s of seen) {
-      if (s.prefix.length === p && name.startsWith(s.prefix)) {
-        g = s.members;
-        break;
-      }
-    }
-    if (!g) {
-      const prefix = name.slice(0, p);
-      groups.set(prefix, (g = []));
-      seen.push({ prefix, members: g });
-    }
-    g.push(i);
+    let g = groups.find((x) => x.prefix.length === p && name.startsWith(x.prefix));
+    if (!g) groups.push((g = { prefix: name.slice(0, p), members: [] }));
+    g.members.push(i);
   }
-  const prefixes = [...groups.keys()].sort(plainOrder);
-  // Groups follow one another in prefix order unless one prefix starts another ("KUBE-FW-", "KUBE-FW-A").
-  for (let k = 1; k < prefixes.length; k++) {
-    if (prefixes[k]!.startsWith(prefixes[k - 1]!)) return items.slice().sort((a, b) => plainOrder(a.name, b.name));
-  }
+  groups.sort((a, b) => plainOrder(a.prefix, b.prefix));
+  // Groups follow one another in prefix order unless one prefix starts another ("KUBE-FW-", "KUBE-FW-A-").
+  for (let k = 1; k < groups.length; k++) if (groups[k]!.prefix.startsWith(groups[k - 1]!.prefix)) return plainSort(items);
   const sorted: T[] = [];
-  for (const prefix of prefixes) {
-    const g = groups.get(prefix)!;
+  for (const { prefix, members: g } of groups) {
     const p = prefix.length;
     const keys = new Float64Array(g.length);
     for (let j = 0; j < g.length; j++) {
@@ -185,7 +175,7 @@ export function sortByName<T extends { name: string }>(items: T[]): T[] {
       const key = j < keys.length ? Math.floor(keys[j]! / INDEX_SPAN) : -1;
       if (key === runKey) continue;
       if (j - runStart > 1) {
-        const run = sorted.slice(start + runStart, start + j).sort((a, b) => plainOrder(a.name, b.name));
+        const run = plainSort(sorted.slice(start + runStart, start + j));
         for (let r = 0; r < run.length; r++) sorted[start + runStart + r] = run[r]!;
       }
       runStart = j;
@@ -194,7 +184,7 @@ export function sortByName<T extends { name: string }>(items: T[]): T[] {
   }
   if (rest.length === 0) return sorted;
   // Merge in the others (a few: KUBE-MARK-MASQ, KUBE-POSTROUTING, …); a name is never both kinds.
-  const others = rest.map((i) => items[i]!).sort((a, b) => plainOrder(a.name, b.name));
+  const others = plainSort(rest.map((i) => items[i]!));
   const out: T[] = [];
   let from = 0;
   for (const o of others) {
